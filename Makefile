@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
+TORCH ?= torch==2.13.0
+
+.PHONY: install test lint pytest demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
+	$(BIN)/pip install -q "$(TORCH)" pluggy numpy pillow tqdm pytest ruff ninja "torchmetrics>=1.0"
+	$(BIN)/pip install -q --no-build-isolation -e . "$(TORCH)"
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+pytest: install
+	$(BIN)/python -m pytest -q
+
+test: lint nvcc-check pytest
+
+DEMO_OUT ?= runs/demo
+demo: install
+	$(BIN)/metagan train --config configs/demo.toml run.out=$(DEMO_OUT)
+	$(BIN)/metagan adapt --checkpoint $(DEMO_OUT)/checkpoint.pt --unseen 8 --shots 5 --num 8 --out $(DEMO_OUT)/adapted
+
+bench: install
+	$(BIN)/metagan bench
+
+clean:
+	rm -rf build *.egg-info runs .pytest_cache .ruff_cache
+
+include csrc/nvcc_check.mk

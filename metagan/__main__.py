@@ -1,0 +1,3 @@
+from metagan.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The meta-algorithm contract, and the pieces the built-in algorithms share.
+
+An algorithm turns one meta-batch into meta-gradients for the meta-parameters (the flat
+initialisations ``"g"`` and ``"d"``, plus whatever else it learns, e.g. Meta-SGD's learning
+rates). The meta-optimizer (Adam) then applies them. Algorithms never loop over tasks
+themselves: they call an engine (:mod:`metagan.inner`), so the same algorithm code runs batched
+or as the sequential reference, and ``adapt``/``sample`` are shared by all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from metagan.errors import ConfigError
+from metagan.inner import Adapted, Engine, InnerConfig, Noise
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaConfig:
+    """The outer loop."""
+
+    algorithm: str = "fomaml"
+    tasks: int = 8  # T, tasks per meta-batch
+    iterations: int = 1000
+    lr: float = 1e-3  # meta-optimizer (Adam) learning rate
+    # β1 = 0.5 is the usual GAN choice (Radford et al. 2016): momentum 0.9 oscillates with two players.
+    betas: tuple[float, float] = (0.5, 0.999)
+    first_order: bool = False  # metasgd: do not differentiate through the inner gradients
+    max_skips: int = 10  # consecutive non-finite meta-steps tolerated before the run stops
+
+    def __post_init__(self):
+        for key in ("tasks", "iterations", "max_skips"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"meta.{key} must be a positive integer, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ConfigError(f"meta.lr must be a positive learning rate, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"meta.betas must be two numbers in [0, 1), got {list(self.betas)}")
+
+
+@dataclass
+class MetaResult:
+    """One meta-batch's outcome."""
+
+    grads: dict[str, Tensor] | None  # keyed like the meta-parameters; None = skip this step
+    finite: Tensor  # (T,) bool: which tasks stayed finite
+    stats: dict[str, float] = field(default_factory=dict)
+    dropped: int = 0  # tasks left out of this meta-update because they went non-finite
+
+
+class Algorithm:
+    """Base class of every meta-algorithm (subclass it in a plugin).
+
+    Subclasses implement :meth:`meta_gradients`; they may override :meth:`extra_parameters`
+    and :meth:`inner_lrs` (Meta-SGD) and set ``needs_query`` / ``trains``.
+    """
+
+    name = "algorithm"
+    needs_query = True  # uses the query images for the outer loss
+    trains = True  # False: there is nothing to meta-train (the `scratch` baseline)
+
+    def __init__(self, *, meta: MetaConfig, inner: InnerConfig):
+        self.meta = meta
+        self.inner = inner
+
+    # -- what a subclass may override -------------------------------------------------------
+    def extra_parameters(self, theta_g: Tensor, theta_d: Tensor) -> dict[str, Tensor]:
+        """Meta-parameters besides the initialisations ``g`` and ``d``."""
+        return {}
+
+    def inner_lrs(self, params: dict[str, Tensor]) -> tuple[float | Tensor, float | Tensor]:
+        """Inner learning rates (α for G, β for D): floats or per-parameter ``(P,)`` tensors."""
+        return self.inner.lr_g, self.inner.lr_d
+
+    def meta_gradients(self, params: dict[str, Tensor], batch, noise: Noise, engine: Engine) -> MetaResult:
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
+    def step(self, params: dict[str, Tensor], batch, noise: Noise, engine: Engine) -> MetaResult:
+        """Meta-gradients for the meta-batch, leaving out the tasks that went non-finite.
+
+        A task whose inner or outer loss (or adapted parameters) becomes non-finite is dropped
+        and the meta-gradient is recomputed over the remaining tasks; with none left, the
+        result has ``grads=None`` and the trainer skips the step.
+        """
+        res = self.meta_gradients(params, batch, noise, engine)
+        if bool(res.finite.all()):
+            return res
+        keep = res.finite.nonzero().squeeze(1)
+        dropped = res.finite.numel() - keep.numel()
+        if keep.numel() == 0:
+            return MetaResult(None, res.finite, res.stats, dropped)
+        sub = self.meta_gradients(params, select_tasks(batch, keep), noise.select(keep), engine)
+        sub.dropped = dropped + int((~sub.finite).sum())
+        if not bool(sub.finite.all()):
+            sub.grads = None
+        return sub
+
+    def adapt(self, params: dict[str, Tensor], engine: Engine, shots: Tensor, noise: Tensor, *, steps: int | None = None) -> Adapted:
+        """Adapt the initialisation to each task's shots: shots (T, K, C, H, W), noise (S, T, B, Z)."""
+        T = shots.shape[0]
+        lr_g, lr_d = self.inner_lrs(params)
+        with torch.no_grad():
+            return engine.adapt(
+                rows(params["g"], T), rows(params["d"], T), shots, noise,
+                lr_g=_detach(lr_g), lr_d=_detach(lr_d), steps=steps,
+            )  # fmt: skip
+
+
+def select_tasks(batch, idx: Tensor):
+    """The meta-batch restricted to the tasks at ``idx``."""
+    return dataclasses.replace(batch, support=batch.support[idx], query=batch.query[idx], classes=batch.classes[idx])
+
+
+def rows(theta: Tensor, tasks: int) -> Tensor:
+    """The shared initialisation (P,) as T task rows (T, P), differentiable back to it."""
+    return theta.unsqueeze(0).expand(tasks, -1).contiguous()
+
+
+def _detach(lr):
+    return lr.detach() if isinstance(lr, Tensor) else lr
+
+
+def mean_task_loss(x: Tensor) -> float:
+    v = float(x.detach().mean()) if x.numel() else math.nan
+    return v
+
+
+def differentiate_through_adaptation(
+    params: dict[str, Tensor],
+    batch,
+    noise: Noise,
+    engine: Engine,
+    *,
+    lr_g: float | Tensor,
+    lr_d: float | Tensor,
+    create_graph: bool,
+) -> MetaResult:
+    """MAML-style meta-gradients: adapt with the updates recorded, then backpropagate the
+    query losses to the initialisation (and to tensor learning rates, for Meta-SGD).
+
+    D's meta-parameters get the gradient of D's outer loss, G's those of G's outer loss: each
+    player is meta-trained on its own objective, through both players' inner steps.
+    """
+    T = batch.support.shape[0]
+    g0, d0 = params["g"], params["d"]
+    ad = engine.adapt(
+        rows(g0, T), rows(d0, T), batch.support, noise.inner,
+        lr_g=lr_g, lr_d=lr_d, track=True, create_graph=create_graph,
+    )  # fmt: skip
+    ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer)
+    finite = ad.finite & torch.isfinite(ld).detach() & torch.isfinite(lg).detach()
+    stats = {"loss_d": mean_task_loss(ld), "loss_g": mean_task_loss(lg),
+             "inner_loss_d": mean_task_loss(ad.loss_d), "inner_loss_g": mean_task_loss(ad.loss_g)}  # fmt: skip
+    if not bool(finite.all()):
+        return MetaResult(None, finite, stats)
+    d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])
+    g_keys = ["g"] + (["lr_g"] if isinstance(lr_g, Tensor) and lr_g.requires_grad else [])
+    gd = torch.autograd.grad(ld.mean(), [params[k] for k in d_keys], retain_graph=True, allow_unused=True)
+    gg = torch.autograd.grad(lg.mean(), [params[k] for k in g_keys], allow_unused=True)
+    grads = {}
+    for keys, gs in ((d_keys, gd), (g_keys, gg)):
+        for k, g in zip(keys, gs):
+            grads[k] = torch.zeros_like(params[k]) if g is None else g
+    return MetaResult(grads, finite, stats)
+
+
+def check_query(algorithm: Algorithm, queries: int) -> None:
+    if algorithm.needs_query and queries < 1:
+        raise ConfigError(
+            f"algorithm {algorithm.name!r} needs query images for its outer loss; "
+            f"set data.queries >= 1 (got {queries})"
+        )

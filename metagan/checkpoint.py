@@ -1,0 +1,63 @@
+"""Checkpoints: plain dicts of tensors and Python scalars, written atomically, read with
+``torch.load(weights_only=True)`` (no pickled code is ever executed on load)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metagan.errors import CheckpointError
+from metagan.io import atomic_write
+
+FORMAT = "metagan-checkpoint"
+VERSION = 1
+
+
+def save(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (plus format and version tags) to ``path`` atomically."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint; a missing, corrupt or foreign file raises a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the checkpoint.pt written by `metagan train`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a metagan checkpoint ({cause[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a metagan checkpoint (no '{FORMAT}' tag)")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {ckpt.get('version')}; this metagan reads version {VERSION}")
+    for key in ("config", "params", "step"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} is incomplete: it has no {key!r} entry")
+    return ckpt
+
+
+def check_params(path: str | Path, ckpt: dict, expected: dict[str, torch.Tensor], arch: str) -> None:
+    """The checkpoint's parameters must fit the architecture it is loaded into."""
+    saved_arch = ckpt["config"].get("model", {}).get("arch")
+    if saved_arch != arch:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with architecture {saved_arch!r}, not {arch!r}; "
+            f"use --arch {saved_arch} or a checkpoint of {arch!r}"
+        )
+    params = ckpt["params"]
+    for key, ref in expected.items():
+        got = params.get(key)
+        if got is None or got.shape != ref.shape:
+            shape = None if got is None else tuple(got.shape)
+            raise CheckpointError(
+                f"checkpoint {path}: parameters {key!r} have shape {shape}, but architecture {arch!r} with "
+                f"this config needs {tuple(ref.shape)} (was it trained with other model settings?)"
+            )

@@ -1,0 +1,256 @@
+"""The ``metagan`` command line.
+
+Every user mistake raises :class:`~metagan.errors.MetaganError`; :func:`main` prints it as one
+line ``metagan: error: ...`` and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from metagan import __version__, checkpoint, config, ops, plugins
+from metagan.errors import ConfigError, DataError, MetaganError
+
+
+def _positive(kind: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {value}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own convention too)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="metagan", description="Meta-learn GANs that adapt to a new class from a few images.")
+    p.add_argument("--version", action="version", version=f"metagan {__version__}")
+    p.add_argument(
+        "--disable-plugin", action="append", default=[], metavar="NAME",
+        help=f"do not load plugin NAME (repeatable; also ${plugins.DISABLE_ENV}=A,B)",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sp = sub.add_parser("plugins", help="list plugins and everything they registered")
+    sp.set_defaults(func=cmd_plugins)
+
+    t = sub.add_parser("train", help="meta-train a generator/discriminator pair")
+    t.add_argument("--config", type=Path, help="TOML config file")
+    t.add_argument("--algorithm", help="meta-algorithm (meta.algorithm)")
+    t.add_argument("--dataset", help="dataset (data.dataset)")
+    t.add_argument("--arch", help="architecture (model.arch)")
+    t.add_argument("--data-root", help="dataset path (data.root)")
+    t.add_argument("--out", help="output folder (run.out)")
+    t.add_argument("--seed", type=int, help="seed for tasks, noise and the initialisation (run.seed)")
+    t.add_argument("--iterations", type=_positive("--iterations"), help="meta-iterations (meta.iterations)")
+    t.add_argument("--device", help="cpu, cuda or cuda:N (run.device)")
+    t.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. inner.steps=3")
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("adapt", help="adapt a checkpoint to K images and sample")
+    a.add_argument("--checkpoint", type=Path, required=True)
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", type=Path, help="folder with your K images of one class")
+    src.add_argument("--class", dest="class_name", help="a class of the checkpoint's dataset, e.g. Greek/character03")
+    src.add_argument("--unseen", type=_positive("--unseen"), metavar="N", help="the first N meta-test classes of the checkpoint's dataset, adapted at once")
+    a.add_argument("--shots", type=_positive("--shots"), default=None, help="K images to adapt on (default: the checkpoint's)")
+    a.add_argument("--steps", type=_positive("--steps"), default=None, help="inner steps (default: the checkpoint's)")
+    a.add_argument("--num", type=_positive("--num"), default=16, help="samples to write")
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=cmd_adapt)
+
+    s = sub.add_parser("sample", help="sample the meta-learned (unadapted) generator")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--num", type=_positive("--num"), default=16)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("data", help="dataset utilities")
+    dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    dl = dsub.add_parser("download", help="download a dataset's official files, checksum-verified")
+    dl.add_argument("name", choices=["omniglot"])
+    dl.add_argument("--root", type=Path, required=True, help="folder to put the files in")
+    dl.add_argument("--splits", nargs="+", default=["images_background", "images_evaluation"])
+    dl.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        regs = plugins.get(args.disable_plugin)
+        for line in plugins.failure_lines(regs):
+            print(f"metagan: {line}", file=sys.stderr)
+        return args.func(args, regs) or 0
+    except MetaganError as exc:
+        print(f"metagan: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("metagan: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_plugins(args, regs: plugins.Registries) -> int:
+    print(f"metagan {__version__}; torch {torch.__version__}; ops backend: {ops.backend_info()}")
+    print("plugins:")
+    for p in regs.plugins:
+        status = f"FAILED: {p.error}" if p.error else ", ".join(h.removeprefix("metagan_") for h in p.hooks)
+        print(f"  {p.name:<16} {p.origin:<28} {status}")
+    if regs.disabled:
+        print(f"  disabled: {', '.join(regs.disabled)}")
+    for reg in regs.kinds():
+        print(f"{reg.kind}s:")
+        for e in reg.entries():
+            ver = f"{e.dist}=={e.version}" if e.dist else "not from a distribution"
+            print(f"  {e.name:<16} {e.plugin + ' (' + ver + ')':<40} {e.description}")
+    return 0
+
+
+def resolve_config(args) -> config.Config:
+    overrides = list(args.overrides)
+    for flag, key in (
+        ("algorithm", "meta.algorithm"), ("dataset", "data.dataset"), ("arch", "model.arch"),
+        ("data_root", "data.root"), ("out", "run.out"), ("seed", "run.seed"),
+        ("iterations", "meta.iterations"), ("device", "run.device"),
+    ):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={_toml(value)}")
+    # Resuming starts from the checkpoint's own config; a changed architecture is refused when
+    # the parameters are loaded (checkpoint.check_params).
+    base = checkpoint.load(args.resume)["config"] if args.resume is not None else None
+    return config.load(args.config, overrides, base=base)
+
+
+def cmd_train(args, regs) -> int:
+    from metagan.session import Session
+    from metagan.train import Trainer
+
+    cfg = resolve_config(args)
+    if args.print_config:
+        print(cfg.to_toml(), end="")
+        return 0
+    trainer = Trainer(cfg, Session(cfg, regs), resume=args.resume)
+    res = trainer.run(log=_log)
+    print(f"checkpoint: {res.checkpoint}")
+    if res.grid:
+        print(f"samples: {res.grid}")
+    return 0
+
+
+def _session_from_checkpoint(path: Path, regs):
+    from metagan.session import Session
+
+    ckpt = checkpoint.load(path)
+    cfg = config.from_dict(ckpt["config"])
+    s = Session(cfg, regs)
+    return s, s.load_params(path, ckpt)
+
+
+def cmd_adapt(args, regs) -> int:
+    from metagan.data.images import read_image_dir, save_grid, to_tensor
+    from metagan.io import atomic_write
+    from metagan.train import adapt_and_sample
+
+    s, params = _session_from_checkpoint(args.checkpoint, regs)
+    K = args.shots or s.cfg.data.shots
+    steps = args.steps or s.cfg.inner.steps
+    size, invert = s.cfg.data.image_size, s.cfg.data.invert
+    if args.images is not None:
+        images = read_image_dir(args.images)
+        if len(images) < K:
+            raise DataError(f"--images {args.images} holds {len(images)} images but --shots is {K}; add images or lower --shots")
+        shots = to_tensor(images[:K], size, invert=invert)[None]  # (1, K, C, H, W)
+        names = [args.images.name]
+    else:
+        if args.class_name is not None:
+            classes = [s.dataset.class_index(args.class_name)]
+        else:
+            classes = s.split[1][: args.unseen]
+        gen = torch.Generator().manual_seed(args.seed)
+        rows = []
+        for idx in classes:
+            imgs = s.cache.get(idx)
+            if imgs.shape[0] < K:
+                raise DataError(f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}")
+            rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
+        shots = torch.stack(rows)  # (T, K, C, H, W)
+        names = [s.dataset.classes[i].name for i in classes]
+    samples = adapt_and_sample(s, params, shots.to(s.device), args.num, seed=args.seed, steps=steps)
+    for name, gen_imgs in zip(names, samples):
+        _write_samples(args.out if len(names) == 1 else args.out / _slug(name), gen_imgs, invert)
+    grid = args.out / "grid.png"
+    save_grid([torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)], grid, invert=invert)
+    with atomic_write(args.out / "adapt.txt", "w") as f:
+        f.write(f"checkpoint = {args.checkpoint}\nclasses = {names}\nshots = {K}\nsteps = {steps}\nseed = {args.seed}\n")
+    print(f"adapted to {len(names)} class(es) on {K} shots for {steps} steps; wrote {args.num} samples each to {args.out}")
+    print(f"grid (each row: {K} shots, then {args.num} samples): {grid}")
+    return 0
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def cmd_sample(args, regs) -> int:
+    from metagan.data.images import save_grid
+
+    s, params = _session_from_checkpoint(args.checkpoint, regs)
+    gen = torch.Generator().manual_seed(args.seed)
+    z = torch.randn(1, args.num, s.cfg.model.z_dim, generator=gen).to(s.device)
+    with torch.no_grad():
+        samples = s.engine.generate(params["g"].detach()[None], z)[0].cpu()
+    _write_samples(args.out, samples, s.cfg.data.invert)
+    save_grid([samples], args.out / "grid.png", invert=s.cfg.data.invert)
+    print(f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}")
+    return 0
+
+
+def cmd_download(args, regs) -> int:
+    from metagan.data.download import download_omniglot
+
+    paths = download_omniglot(args.root, splits=tuple(args.splits))
+    for p in paths:
+        print(p)
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _write_samples(out: Path, samples: torch.Tensor, invert: bool) -> None:
+    from metagan.data.images import to_pil
+    from metagan.io import atomic_write
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    for i, img in enumerate(to_pil(samples, invert=invert)):
+        with atomic_write(out / f"sample_{i:03d}.png") as f:
+            img.save(f, format="PNG")
+
+
+def _toml(value) -> str:
+    if isinstance(value, (int, float)):
+        return str(value)
+    return config._toml_value(str(value))
+
+
+def _log(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line)

@@ -1,0 +1,262 @@
+"""Run configuration: dataclasses, loaded from TOML (data, never executed) plus overrides.
+
+A config file has one table per section::
+
+    [data]
+    dataset = "glyphs"
+    shots = 5
+
+    [meta]
+    algorithm = "reptile"
+
+and ``key=value`` overrides use dotted keys (``inner.steps=3``), values parsed as TOML
+(``meta.betas=[0.5, 0.99]``, ``data.root="/data"``; a bare word is taken as a string).
+Unknown sections or keys, and values of the wrong type, raise a one-line :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metagan.algorithm import MetaConfig
+from metagan.errors import ConfigError
+from metagan.inner import InnerConfig
+from metagan.models import IMAGE_SIZES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where tasks come from."""
+
+    dataset: str = "glyphs"
+    root: str = ""  # path for datasets that read files (omniglot, folder); "" = none
+    image_size: int = 28
+    invert: bool = True  # strokes bright on a dark background, the usual GAN convention
+    shots: int = 5  # K support images per task
+    queries: int = 5  # Q query images per task (outer loss)
+    test_fraction: float = 0.2  # share of groups (alphabets) held out for meta-test
+    test_groups: list[str] = field(default_factory=list)  # explicit meta-test groups instead
+    seed: int = 0  # dataset generation (glyphs) and the train/test split
+
+    def __post_init__(self):
+        if self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"data.image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}")
+        if self.shots < 1:
+            raise ConfigError(f"data.shots must be a positive integer, got {self.shots}")
+        if self.queries < 0:
+            raise ConfigError(f"data.queries must be >= 0, got {self.queries}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which networks and loss."""
+
+    arch: str = "dcgan"
+    z_dim: int = 64
+    width: int = 32
+    loss: str = "nonsaturating"
+
+    def __post_init__(self):
+        for key in ("z_dim", "width"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key} must be a positive integer, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Bookkeeping: output, seed, logging."""
+
+    out: str = "runs/default"
+    seed: int = 0  # tasks and noise
+    device: str = "cpu"
+    engine: str = "batched"  # "batched" | "sequential" (the reference per-task loop)
+    log_every: int = 10
+    sample_every: int = 100  # sample grid of adapted meta-test classes; 0 = only at the end
+    checkpoint_every: int = 100
+    sample_classes: int = 6  # meta-test classes shown in each grid
+    sample_num: int = 8  # samples per class in each grid
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.engine not in ("batched", "sequential"):
+            raise ConfigError(f"run.engine must be 'batched' or 'sequential', got {self.engine!r}")
+        for key in ("log_every", "checkpoint_every", "sample_classes", "sample_num"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"run.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.sample_every < 0:
+            raise ConfigError(f"run.sample_every must be >= 0, got {self.sample_every}")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "inner": InnerConfig,
+    "meta": MetaConfig,
+    "run": RunConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name in SECTIONS:
+            sec = dataclasses.asdict(getattr(self, name))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
+        return out
+
+    def to_toml(self) -> str:
+        lines = []
+        for name, sec in self.to_dict().items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in sec.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+
+def load(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Defaults ← ``base`` (e.g. a checkpoint's config) ← TOML file ← ``key=value`` overrides."""
+    raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items()}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"config file {path}: top-level key {section!r} must be a [section]; "
+                    f"valid sections: {', '.join(SECTIONS)}"
+                )
+            _check_section(section)
+            raw.setdefault(section, {}).update(values)
+    for item in overrides:
+        section, key, value = parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    return from_dict(raw)
+
+
+def from_dict(raw: dict[str, dict[str, Any]]) -> Config:
+    sections = {}
+    for section, values in raw.items():
+        cls = _check_section(section)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f"; did you mean {section}.{close[0]}?" if close else ""
+                raise ConfigError(
+                    f"unknown config key {section}.{key}{hint} (valid keys in [{section}]: {', '.join(fields)})"
+                )
+            kwargs[key] = _coerce(f"{section}.{key}", value, fields[key].type)
+        sections[section] = cls(**kwargs)
+    return Config(**sections)
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. inner.steps=3")
+    key, _, value = item.partition("=")
+    if key.count(".") != 1:
+        raise ConfigError(f"override key {key!r} must be section.key, e.g. meta.algorithm; sections: {', '.join(SECTIONS)}")
+    section, name = key.strip().split(".")
+    _check_section(section)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word: a string
+    return section, name, parsed
+
+
+def _check_section(section: str) -> type:
+    if section not in SECTIONS:
+        close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+        hint = f"; did you mean [{close[0]}]?" if close else ""
+        raise ConfigError(f"unknown config section [{section}]{hint} (valid: {', '.join(SECTIONS)})")
+    return SECTIONS[section]
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    tp = _resolve(annotation)
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin in (list, tuple):
+        ok = isinstance(value, (list, tuple))
+        if ok:
+            (inner, *_) = typing.get_args(tp) or (Any,)
+            value = [_coerce(name, v, inner) for v in value]
+            value = tuple(value) if origin is tuple else value
+    else:
+        ok = True
+    if not ok:
+        want = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"config key {name} must be {want}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _resolve(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        annotation = eval_type(annotation)
+    if isinstance(annotation, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0]
+    return annotation
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def eval_type(text: str) -> Any:
+    """Resolve the few annotation strings our dataclasses use (no eval of arbitrary text)."""
+    text = text.strip()
+    if text in _TYPES:
+        return _TYPES[text]
+    for prefix, origin in (("list[", list), ("tuple[", tuple)):
+        if text.startswith(prefix) and text.endswith("]"):
+            inner = text[len(prefix) : -1].split(",")[0]
+            return origin[eval_type(inner)]
+    return Any
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)

@@ -1,0 +1,115 @@
+"""Architecture contract and the flat per-task parameter layout.
+
+An architecture plugin builds a :class:`GanPair` of ordinary ``nn.Module`` objects. metagan never
+trains those modules' own parameters in place: it reads their layout once into a
+:class:`FlatSpec` and from then on every network's parameters live in ONE flat buffer per network,
+``(P,)`` for the shared initialisation and ``(T, P)`` for T tasks' adapted copies. Per-parameter
+views are cut out of the buffer on the fly (``narrow`` + ``view``, no copies) and fed to
+``torch.func.functional_call``. One flat buffer per network is what lets the inner-step op update
+every task and every parameter in a single launch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from metagan.errors import ConfigError
+
+IMAGE_SIZES = (28, 32, 64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchConfig:
+    """What every architecture builder receives."""
+
+    image_size: int = 28
+    channels: int = 1
+    z_dim: int = 64
+    # Base channel count of conv nets / hidden width of MLPs; small so a 2-core CPU trains in minutes.
+    width: int = 32
+
+    def __post_init__(self):
+        if self.image_size not in IMAGE_SIZES:
+            raise ConfigError(
+                f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"
+            )
+        for key in ("channels", "z_dim", "width"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"arch {key} must be a positive integer, got {getattr(self, key)}")
+
+
+@dataclass
+class GanPair:
+    """A generator ``G(z (B, z_dim)) -> (B, C, H, W)`` in [-1, 1] and a discriminator
+    ``D(x (B, C, H, W)) -> (B,)`` logits."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+
+
+class FlatSpec:
+    """Names, shapes and offsets of a module's parameters inside one flat buffer."""
+
+    def __init__(self, module: nn.Module):
+        self.names: list[str] = []
+        self.shapes: list[torch.Size] = []
+        self.offsets: list[int] = []
+        offset = 0
+        for name, p in module.named_parameters():
+            self.names.append(name)
+            self.shapes.append(p.shape)
+            self.offsets.append(offset)
+            offset += p.numel()
+        self.numel = offset
+        if self.numel == 0:
+            raise ConfigError(f"{type(module).__name__} has no parameters to meta-learn")
+
+    def flatten(self, module: nn.Module) -> Tensor:
+        """The module's current parameters as one ``(P,)`` tensor (a copy)."""
+        return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """Views ``{name: (..., *shape)}`` into ``flat (..., P)``; works under vmap."""
+        lead = flat.shape[:-1]
+        return {
+            name: flat.narrow(-1, off, math.prod(shape)).view(*lead, *shape)
+            for name, shape, off in zip(self.names, self.shapes, self.offsets)
+        }
+
+    def segments(self) -> list[tuple[str, int, int]]:
+        """``(name, offset, numel)`` per parameter."""
+        return [(n, o, math.prod(s)) for n, s, o in zip(self.names, self.shapes, self.offsets)]
+
+
+class FunctionalNet:
+    """A stateless view of a module: ``net(flat_params (P,), *inputs)`` via functional_call."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.spec = FlatSpec(module)
+        self.buffers = dict(module.named_buffers())
+
+    def __call__(self, flat: Tensor, *inputs: Tensor) -> Tensor:
+        params = self.spec.unflatten(flat)
+        if self.buffers:
+            params = {**self.buffers, **params}
+        return functional_call(self.module, params, inputs)
+
+    def init_flat(self) -> Tensor:
+        return self.spec.flatten(self.module)
+
+
+def check_vmap_safe(module: nn.Module, kind: str, arch: str) -> None:
+    """Refuse modules whose forward would update running statistics across tasks."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            raise ConfigError(
+                f"architecture {arch!r}: {kind} layer {name!r} is a {type(m).__name__} with running "
+                "statistics, which leak across tasks; use GroupNorm/LayerNorm or "
+                "track_running_stats=False"
+            )

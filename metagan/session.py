@@ -1,0 +1,102 @@
+"""Everything a command builds from a :class:`~metagan.config.Config`: the plugins' objects,
+the engine, the algorithm, the data, and fresh or loaded meta-parameters."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from metagan import checkpoint, ops, plugins
+from metagan.algorithm import Algorithm, check_query
+from metagan.config import Config
+from metagan.data.tasks import ImageCache, TaskSampler, split_classes
+from metagan.errors import ConfigError
+from metagan.inner import ENGINES, Engine
+from metagan.models import ArchConfig, check_vmap_safe
+
+
+class Session:
+    """The objects behind one run, built from a config and the plugin registries."""
+
+    def __init__(self, cfg: Config, registries: plugins.Registries | None = None):
+        self.cfg = cfg
+        self.registries = registries or plugins.get()
+        regs = self.registries
+        self.algorithm_cls = regs.algorithms.get(cfg.meta.algorithm)
+        build = regs.architectures.get(cfg.model.arch)
+        loss = regs.losses.get(cfg.model.loss)
+        self.dataset_cls = regs.datasets.get(cfg.data.dataset)
+        self.device = _device(cfg.run.device)
+        self.arch_cfg = ArchConfig(image_size=cfg.data.image_size, z_dim=cfg.model.z_dim, width=cfg.model.width)
+        torch.manual_seed(cfg.run.seed)  # the initialisation depends on the seed only
+        pair = build(self.arch_cfg)
+        pair.generator.to(self.device)
+        pair.discriminator.to(self.device)
+        check_vmap_safe(pair.generator, "generator", cfg.model.arch)
+        check_vmap_safe(pair.discriminator, "discriminator", cfg.model.arch)
+        self.engine: Engine = ENGINES[cfg.run.engine](pair, loss, cfg.inner)
+        self.algorithm: Algorithm = self.algorithm_cls(meta=cfg.meta, inner=cfg.inner)
+        self.algorithm.name = cfg.meta.algorithm
+        check_query(self.algorithm, cfg.data.queries)
+
+    # -- meta-parameters -------------------------------------------------------------------
+    def init_params(self) -> dict[str, Tensor]:
+        g = self.engine.G.init_flat()
+        d = self.engine.D.init_flat()
+        params = {"g": g, "d": d, **self.algorithm.extra_parameters(g, d)}
+        return {k: torch.nn.Parameter(v.detach().clone().to(self.device)) for k, v in params.items()}
+
+    def load_params(self, path: str | Path, ckpt: dict) -> dict[str, Tensor]:
+        fresh = self.init_params()
+        checkpoint.check_params(path, ckpt, fresh, self.cfg.model.arch)
+        return {k: torch.nn.Parameter(ckpt["params"][k].to(self.device, fresh[k].dtype)) for k in fresh}
+
+    # -- data ------------------------------------------------------------------------------
+    @functools.cached_property
+    def dataset(self):
+        d = self.cfg.data
+        return self.dataset_cls(root=d.root or None, seed=d.seed)
+
+    @functools.cached_property
+    def cache(self) -> ImageCache:
+        return ImageCache(self.dataset, image_size=self.cfg.data.image_size, invert=self.cfg.data.invert)
+
+    @functools.cached_property
+    def split(self) -> tuple[list[int], list[int]]:
+        d = self.cfg.data
+        return split_classes(self.dataset, test_fraction=d.test_fraction, test_groups=d.test_groups or None, seed=d.seed)
+
+    def sampler(self, which: str, *, queries: int | None = None) -> TaskSampler:
+        d = self.cfg.data
+        classes = self.split[0] if which == "train" else self.split[1]
+        seed = self.cfg.run.seed if which == "train" else self.cfg.run.seed + 1
+        q = d.queries if queries is None else queries
+        return TaskSampler(self.cache, classes, shots=d.shots, queries=q, seed=seed)
+
+    def header(self) -> list[str]:
+        """The log header: versions, plugins and the op backend in use."""
+        from metagan import __version__
+
+        regs = self.registries
+        plugs = ", ".join(f"{p.name}-{p.version or '?'}" for p in regs.plugins if p.error is None)
+        c = self.cfg
+        return [
+            f"metagan {__version__}, torch {torch.__version__}, device {self.device}",
+            f"plugins: {plugs}" + (f" (disabled: {', '.join(regs.disabled)})" if regs.disabled else ""),
+            f"ops backend: {ops.backend_info()}",
+            f"engine: {c.run.engine}; algorithm: {c.meta.algorithm}; arch: {c.model.arch} ({self.engine.G.spec.numel} + "
+            f"{self.engine.D.spec.numel} params); dataset: {c.data.dataset}; loss: {c.model.loss}",
+        ]
+
+
+def _device(name: str) -> torch.device:
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"run.device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device is cuda but no CUDA GPU is available to this torch; use run.device=cpu")
+    return dev

@@ -1,0 +1,97 @@
+"""A pytest plugin for plugin authors (installed with metagan, active in every pytest run).
+
+It offers a fixture that loads plugins in isolation and two conformance checks that a
+third-party architecture or algorithm should pass::
+
+    from metagan.testing import check_architecture, check_algorithm
+
+    def test_my_arch():
+        check_architecture(build_my_arch)
+
+    def test_my_algorithm():
+        check_algorithm(MyAlgorithm)
+
+    def test_registration(metagan_load):
+        regs = metagan_load(my_plugin_module)      # entry points off: only the built-in losses
+        assert "myalgo" in regs.algorithms
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.func import vmap
+
+from metagan import plugins
+from metagan.algorithm import MetaConfig
+from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.losses import GanLoss
+from metagan.models import ArchConfig, FunctionalNet, check_vmap_safe
+
+_NS = GanLoss(
+    d_loss=lambda r, f: nn.functional.softplus(-r).mean() + nn.functional.softplus(f).mean(),
+    g_loss=lambda f: nn.functional.softplus(-f).mean(),
+)
+
+
+@pytest.fixture
+def metagan_load():
+    """``metagan_load(*plugin_objects) -> Registries`` with entry-point discovery off."""
+
+    def load(*objs):
+        return plugins.load(entry_points=False, extra=[(getattr(o, "__name__", f"p{i}"), o) for i, o in enumerate(objs)])
+
+    return load
+
+
+def check_architecture(build, *, image_size: int = 28, z_dim: int = 16, tasks: int = 3) -> None:
+    """``build(ArchConfig)`` gives G/D of the right shapes that are safe under vmap over tasks:
+    each task's output equals running that task alone."""
+    pair = build(ArchConfig(image_size=image_size, z_dim=z_dim, width=8))
+    check_vmap_safe(pair.generator, "generator", "under test")
+    check_vmap_safe(pair.discriminator, "discriminator", "under test")
+    G, D = FunctionalNet(pair.generator), FunctionalNet(pair.discriminator)
+    theta = G.init_flat().expand(tasks, -1).clone()
+    theta += 0.01 * torch.randn_like(theta)
+    z = torch.randn(tasks, 4, z_dim)
+    x = vmap(G)(theta, z)
+    assert x.shape == (tasks, 4, 1, image_size, image_size), f"generator output shape {tuple(x.shape)}"
+    assert torch.isfinite(x).all() and x.abs().max() <= 1.0, "generator output must be finite and in [-1, 1]"
+    torch.testing.assert_close(x[1], G(theta[1], z[1]), msg="generator output depends on other tasks")
+    logits = vmap(D)(D.init_flat().expand(tasks, -1), x)
+    assert logits.shape == (tasks, 4), f"discriminator output shape {tuple(logits.shape)}, want (T, B)"
+
+
+def check_algorithm(cls, *, build=None, steps: int = 2, tasks: int = 3) -> None:
+    """One meta-step gives finite meta-gradients for every meta-parameter, equal (float64)
+    between the batched engine and the sequential reference."""
+    from metagan.data.tasks import TaskBatch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        if build is None:
+            regs = plugins.get()
+            build = regs.architectures.get("mlp")
+        pair = build(ArchConfig(image_size=28, z_dim=8, width=8))
+        cfg = InnerConfig(steps=steps)
+        algo = cls(meta=MetaConfig(), inner=cfg)
+        engines = [E(pair, _NS, cfg) for E in (BatchedEngine, SequentialEngine)]
+        g0, d0 = engines[0].G.init_flat(), engines[0].D.init_flat()
+        params = {k: nn.Parameter(v.clone()) for k, v in {"g": g0, "d": d0, **algo.extra_parameters(g0, d0)}.items()}
+        gen = torch.Generator().manual_seed(0)
+        batch = TaskBatch(
+            support=torch.rand(tasks, 2, 1, 28, 28, generator=gen) * 2 - 1,
+            query=torch.rand(tasks, 2, 1, 28, 28, generator=gen) * 2 - 1,
+            classes=torch.arange(tasks),
+        )
+        noise = Noise.draw(steps, tasks, 2, 8, generator=gen)
+        a, b = (algo.step(params, batch, noise, e) for e in engines)
+        assert a.grads is not None and set(a.grads) == set(params), "meta-gradients must cover every meta-parameter"
+        for k in params:
+            assert torch.isfinite(a.grads[k]).all(), f"non-finite meta-gradient for {k}"
+            torch.testing.assert_close(a.grads[k], b.grads[k], msg=f"batched != sequential for {k}")
+    finally:
+        torch.set_default_dtype(old)

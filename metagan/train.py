@@ -1,0 +1,162 @@
+"""Meta-training: the outer loop around an algorithm, with logging, grids and checkpoints.
+
+Per meta-iteration: draw T tasks and their noise, ask the algorithm for meta-gradients
+(batched over tasks), and let Adam apply them. Tasks that went non-finite are dropped and
+counted; a step whose meta-gradient is non-finite is skipped; ``meta.max_skips`` consecutive
+skips stop the run with its last good checkpoint untouched. Checkpoints hold the meta-parameters,
+the optimizer and every RNG state, so ``--resume`` continues with exactly the losses the
+uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from metagan import checkpoint
+from metagan.config import Config
+from metagan.data.images import save_grid
+from metagan.errors import TrainingDiverged
+from metagan.inner import Noise
+from metagan.io import atomic_write
+from metagan.session import Session
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    step: int
+    checkpoint: Path
+    grid: Path | None
+    metrics: dict
+
+
+class Trainer:
+    def __init__(self, cfg: Config, session: Session | None = None, *, resume: str | Path | None = None):
+        self.cfg = cfg
+        self.s = session or Session(cfg)
+        self.out = Path(cfg.run.out)
+        self.step = 0
+        self.noise_gen = torch.Generator().manual_seed(cfg.run.seed)
+        ckpt = checkpoint.load(resume) if resume is not None else None
+        self.params = self.s.load_params(resume, ckpt) if ckpt else self.s.init_params()
+        self.opt = torch.optim.Adam(self.params.values(), lr=cfg.meta.lr, betas=cfg.meta.betas)
+        self.train_tasks = self.s.sampler("train") if self.s.algorithm.trains else None
+        if ckpt:
+            self.step = int(ckpt["step"])
+            if "optimizer" in ckpt:
+                self.opt.load_state_dict(ckpt["optimizer"])
+            self.noise_gen.set_state(ckpt["rng"]["noise"])
+            if self.train_tasks is not None:
+                self.train_tasks.load_state_dict(ckpt["rng"]["tasks"])
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, *, log=print) -> TrainResult:
+        cfg, s = self.cfg, self.s
+        self.out.mkdir(parents=True, exist_ok=True)
+        header = s.header()
+        for line in header:
+            log(line)
+        with atomic_write(self.out / "config.toml", "w") as f:
+            f.write(cfg.to_toml())
+        if not s.algorithm.trains:
+            log(f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation")
+            self._save()
+            grid = self.sample_grid()
+            return TrainResult(self.step, self.out / CHECKPOINT, grid, {})
+
+        metrics_path = self.out / "metrics.jsonl"
+        mode = "a" if self.step > 0 and metrics_path.exists() else "w"
+        T = cfg.meta.tasks
+        B = s.engine.fake_batch(cfg.data.shots)
+        skips, last, grid = 0, {}, None
+        bar = tqdm(total=cfg.meta.iterations, initial=self.step, disable=not cfg.run.progress, unit="it", dynamic_ncols=True)
+        with open(metrics_path, mode) as mf:
+            t_start, tasks_done = time.perf_counter(), 0
+            while self.step < cfg.meta.iterations:
+                batch = self.train_tasks.sample(T)
+                batch = batch.to(s.device)
+                noise = Noise.draw(cfg.inner.steps, T, B, cfg.model.z_dim, generator=self.noise_gen, device=s.device)
+                res = s.algorithm.step(self.params, batch, noise, s.engine)
+                ok = res.grads is not None and all(bool(torch.isfinite(g).all()) for g in res.grads.values())
+                self.step += 1
+                if ok:
+                    skips = 0
+                    for k, p in self.params.items():
+                        p.grad = res.grads[k].detach().to(p.dtype)
+                    self.opt.step()
+                    self.opt.zero_grad(set_to_none=True)
+                else:
+                    skips += 1
+                    if skips >= cfg.meta.max_skips:
+                        bar.close()
+                        raise TrainingDiverged(
+                            f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
+                            f"losses or meta-gradients; the last good checkpoint {self.out / CHECKPOINT} is "
+                            "intact (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
+                        )
+                tasks_done += T
+                elapsed = time.perf_counter() - t_start
+                last = {
+                    "step": self.step,
+                    **{k: round(v, 5) for k, v in res.stats.items()},
+                    "dropped_tasks": res.dropped,
+                    "skipped": not ok,
+                    "tasks_per_s": round(tasks_done / max(elapsed, 1e-9), 2),
+                }
+                bar.update(1)
+                bar.set_postfix({k: v for k, v in last.items() if k in ("loss_d", "loss_g", "inner_loss_d", "tasks_per_s")})
+                if self.step % cfg.run.log_every == 0 or self.step == cfg.meta.iterations:
+                    mf.write(json.dumps(last) + "\n")
+                    mf.flush()
+                if ok and (self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.meta.iterations):
+                    self._save()
+                if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                    grid = self.sample_grid()
+        bar.close()
+        if self.step == cfg.meta.iterations and (grid is None or cfg.run.sample_every == 0 or self.step % cfg.run.sample_every):
+            grid = self.sample_grid()
+        return TrainResult(self.step, self.out / CHECKPOINT, grid, last)
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _save(self) -> None:
+        state = {
+            "config": self.cfg.to_dict(),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "rng": {
+                "noise": self.noise_gen.get_state(),
+                "tasks": self.train_tasks.state_dict() if self.train_tasks is not None else {},
+            },
+        }
+        checkpoint.save(self.out / CHECKPOINT, state)
+
+    def sample_grid(self) -> Path:
+        """Adapt to fixed meta-test classes; one row per class: its shots, then samples."""
+        cfg, s = self.cfg, self.s
+        test = s.sampler("test", queries=0)
+        classes = s.split[1][: cfg.run.sample_classes]
+        batch = test.for_classes(classes, seed=cfg.run.seed).to(s.device)
+        rows = adapt_and_sample(s, self.params, batch.support, cfg.run.sample_num, seed=cfg.run.seed)
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        save_grid([torch.cat([shots, gen]) for shots, gen in zip(batch.support.cpu(), rows)], path, invert=cfg.data.invert)
+        return path
+
+
+def adapt_and_sample(s: Session, params, shots: torch.Tensor, num: int, *, seed: int, steps: int | None = None) -> torch.Tensor:
+    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)."""
+    T, K = shots.shape[:2]
+    steps = s.cfg.inner.steps if steps is None else steps
+    gen = torch.Generator().manual_seed(seed)
+    noise = Noise.draw(steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device)
+    adapted = s.algorithm.adapt(params, s.engine, shots, noise.inner)
+    z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen).to(s.device)
+    with torch.no_grad():
+        return s.engine.generate(adapted.theta_g, z).cpu()

@@ -1,0 +1,126 @@
+"""The plugin registry: loading, duplicates, suggestions, failures, disabling."""
+
+import types
+
+import pytest
+
+from metagan import plugins
+from metagan.errors import PluginError, UnknownNameError
+from metagan.plugins import hookimpl
+from metagan.registry import Registry
+
+
+def plugin(**hooks):
+    mod = types.ModuleType("fake_plugin")
+    for name, fn in hooks.items():
+        setattr(mod, name, hookimpl(fn))
+    return mod
+
+
+def test_builtins_arrive_through_entry_points(registries):
+    assert {"glyphs", "omniglot", "folder"} <= set(registries.datasets.names())
+    assert {"dcgan", "mlp"} <= set(registries.architectures.names())
+    assert {"maml", "fomaml", "reptile", "metasgd", "finetune", "scratch"} <= set(registries.algorithms.names())
+    assert {"nonsaturating", "hinge"} <= set(registries.losses.names())
+    e = registries.algorithms.entry("reptile")
+    assert e.plugin == "algorithms" and e.dist == "metagan" and e.version
+    assert not registries.failed
+
+
+def test_unknown_name_suggests_close_matches(registries):
+    with pytest.raises(UnknownNameError) as exc:
+        registries.algorithms.get("reptlie")
+    msg = str(exc.value)
+    assert "did you mean reptile?" in msg and "metagan plugins" in msg and "\n" not in msg
+
+
+def test_duplicate_name_names_both_plugins():
+    a = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
+    b = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
+    with pytest.raises(PluginError, match=r"'same' is registered twice: by plugin '(first|second)'.*plugin '(first|second)'"):
+        plugins.load(entry_points=False, extra=[("first", a), ("second", b)])
+
+
+def test_failing_plugin_does_not_take_others_down():
+    def boom(registry):
+        registry.add("half", object())
+        raise RuntimeError("kaput")
+
+    good = plugin(metagan_register_losses=lambda registry: registry.add("fine", object()))
+    bad = plugin(metagan_register_losses=boom)
+    regs = plugins.load(entry_points=False, extra=[("good", good), ("bad", bad)])
+    assert regs.losses.names() == ["fine"]  # the failing plugin's partial entries are removed
+    (line,) = plugins.failure_lines(regs)
+    assert 'plugin "bad"' in line and "RuntimeError: kaput" in line and "--disable-plugin bad" in line
+
+
+def test_misspelt_hook_is_an_error():
+    typo = plugin(metagan_register_algorithm=lambda registry: None)
+    regs = plugins.load(entry_points=False, extra=[("typo", typo)])
+    (info,) = regs.failed
+    assert "unknown hook 'metagan_register_algorithm'" in info.error
+    assert "did you mean metagan_register_algorithms?" in info.error
+
+
+def test_disable_by_name_flag_and_env(monkeypatch):
+    a = plugin(metagan_register_losses=lambda registry: registry.add("a", object()))
+    b = plugin(metagan_register_losses=lambda registry: registry.add("b", object()))
+    regs = plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)], disabled=["pa"])
+    assert regs.losses.names() == ["b"]
+    monkeypatch.setenv(plugins.DISABLE_ENV, "pb")
+    regs = plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)])
+    assert regs.losses.names() == ["a"] and regs.disabled == ["pb"]
+    with pytest.raises(PluginError, match="cannot disable unknown plugin 'pc'; did you mean p[ab]"):
+        plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)], disabled=["pc"])
+
+
+def test_essential_plugin_cannot_be_disabled():
+    with pytest.raises(PluginError, match="'losses' is essential"):
+        plugins.load(disabled=["losses"])
+
+
+def test_registry_listing_and_invalid_names():
+    r = Registry("algorithm")
+    for n in ("b", "a", "ab"):
+        r.add(n, object())
+    assert r.names() == ["a", "ab", "b"]
+    assert r.names(include="a*") == ["a", "ab"] and r.names(exclude="a*") == ["b"]
+    with pytest.raises(PluginError, match="invalid algorithm name"):
+        r.add("has space", object())
+
+
+def test_every_hook_is_documented():
+    import metagan.hookspecs as hs
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    for name in plugins.HOOKS:
+        spec = getattr(hs, name)
+        assert spec.__doc__ and "Added in" in spec.__doc__, name
+        assert f"## `{name}(registry)`" in doc, f"docs/plugins.md has no section for {name}"
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_every_architecture_runs_and_is_vmap_safe(registries, arch, size):
+    """Parametrised over the registry so a new architecture gets the same checks."""
+    import torch
+    from torch.func import vmap
+
+    from metagan.models import ArchConfig, FunctionalNet, check_vmap_safe
+
+    torch.manual_seed(0)
+    pair = registries.architectures.get(arch)(ArchConfig(image_size=size, z_dim=16, width=8))
+    check_vmap_safe(pair.generator, "generator", arch)
+    check_vmap_safe(pair.discriminator, "discriminator", arch)
+    G, D = FunctionalNet(pair.generator), FunctionalNet(pair.discriminator)
+    z = torch.randn(3, 4, 16)
+    theta = G.init_flat().expand(3, -1).clone()
+    theta[1] += 0.01 * torch.randn_like(theta[1])
+    x = vmap(G)(theta, z)
+    assert x.shape == (3, 4, 1, size, size) and x.abs().max() <= 1 and torch.isfinite(x).all()
+    # per-task results do not depend on the other tasks in the batch
+    torch.testing.assert_close(x[0], G(theta[0], z[0]))
+    logits = vmap(D)(D.init_flat().expand(3, -1), x)
+    assert logits.shape == (3, 4)
+    logits.sum().backward() if logits.requires_grad else None
