@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
 
+    from metagan import bench
+
+    bench.add_parser(sub, _positive)
+
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     dl = dsub.add_parser("download", help="download a dataset's official files, checksum-verified")
@@ -92,7 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # `key=value` overrides may come before or after the options
+        if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # argparse has printed its one-line message
+        return int(exc.code or 0)
     try:
         regs = plugins.get(args.disable_plugin)
         for line in plugins.failure_lines(regs):

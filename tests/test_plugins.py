@@ -70,8 +70,8 @@ def test_disable_by_name_flag_and_env(monkeypatch):
     monkeypatch.setenv(plugins.DISABLE_ENV, "pb")
     regs = plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)])
     assert regs.losses.names() == ["a"] and regs.disabled == ["pb"]
-    with pytest.raises(PluginError, match="cannot disable unknown plugin 'pc'; did you mean p[ab]"):
-        plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)], disabled=["pc"])
+    with pytest.raises(PluginError, match="cannot disable unknown plugin 'pbb'; did you mean pb"):
+        plugins.load(entry_points=False, extra=[("pa", a), ("pb", b)], disabled=["pbb"])
 
 
 def test_essential_plugin_cannot_be_disabled():

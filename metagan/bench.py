@@ -1,0 +1,308 @@
+"""``metagan bench``: time whole meta-iterations, batched against the sequential per-task loop.
+
+Every row times complete meta-iterations (the algorithm's meta-gradients plus the Adam step)
+on random images of the requested size, after warm-up, and reports the median of several
+runs: seconds per meta-iteration, tasks/s, inner steps/s (T × S per iteration), peak memory
+(the process's peak RSS, reset before each row, on CPU; ``torch.cuda.max_memory_allocated``
+on GPU) and the achieved FLOP/s (FLOPs of one iteration counted by
+``torch.utils.flop_counter.FlopCounterMode``) beside the machine's matmul rate measured in
+the same run (fp32 sgemm on CPU, TF32 on GPU), so the distance to the hardware limit is on
+screen. All modes of one invocation run side by side, so their ratios are comparable.
+
+Modes:
+    sequential   the reference per-task Python loop with per-tensor autograd (what peers do)
+    batched      all tasks at once through torch.func (vmap), pure-PyTorch inner step
+    batched-ext  batched, with the fused CUDA inner-step kernel (CUDA only, when built)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from metagan import ops
+from metagan.algorithm import MetaConfig
+from metagan.data.tasks import TaskBatch
+from metagan.errors import ConfigError
+from metagan.inner import ENGINES, InnerConfig, Noise
+from metagan.models import ArchConfig
+
+
+@dataclass
+class Row:
+    algorithm: str
+    mode: str
+    tasks: int
+    arch: str
+    image_size: int
+    shots: int
+    inner_steps: int
+    device: str
+    sec_per_iter: float  # median
+    sec_iqr: float  # interquartile range of the timed runs
+    tasks_per_s: float
+    inner_steps_per_s: float
+    peak_mem_mb: float
+    gflop_per_iter: float
+    achieved_gflops: float
+    matmul_gflops: float  # the machine's measured rate, same run
+    speedup_vs_sequential: float | None = None
+
+
+def machine_matmul_gflops(device: torch.device, *, n: int | None = None, repeats: int = 10) -> float:
+    """Measured matmul rate: fp32 sgemm on CPU, TF32 on CUDA (median of ``repeats``)."""
+    n = n or (1024 if device.type == "cpu" else 8192)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    ctx = _tf32() if device.type == "cuda" else contextlib.nullcontext()
+    with ctx:
+        times = _time(lambda: a @ b, device, warmup=2, repeats=repeats)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+@contextlib.contextmanager
+def _tf32():
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device, *, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return out
+
+
+def _reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        with contextlib.suppress(OSError):  # Linux: "5" resets the peak RSS (VmHWM)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+
+
+def _peak_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def bench_one(
+    registries, *, algorithm: str, mode: str, tasks: int, arch: str, image_size: int, shots: int,
+    queries: int, inner_steps: int, z_dim: int, width: int, device: torch.device, repeats: int,
+    warmup: int, flops: bool, matmul_gflops: float,
+) -> Row:  # fmt: skip
+    torch.manual_seed(0)
+    pair = registries.architectures.get(arch)(ArchConfig(image_size=image_size, z_dim=z_dim, width=width))
+    pair.generator.to(device)
+    pair.discriminator.to(device)
+    inner = InnerConfig(steps=inner_steps)
+    meta = MetaConfig(algorithm=algorithm, tasks=tasks)
+    engine = ENGINES["sequential" if mode == "sequential" else "batched"](pair, registries.losses.get("nonsaturating"), inner)
+    algo = registries.algorithms.get(algorithm)(meta=meta, inner=inner)
+    g, d = engine.G.init_flat(), engine.D.init_flat()
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in {"g": g, "d": d, **algo.extra_parameters(g, d)}.items()}
+    opt = torch.optim.Adam(params.values(), lr=meta.lr, betas=meta.betas)
+    gen = torch.Generator().manual_seed(0)
+    batch = TaskBatch(
+        support=(torch.rand(tasks, shots, 1, image_size, image_size, generator=gen) * 2 - 1).to(device),
+        query=(torch.rand(tasks, max(queries, 1), 1, image_size, image_size, generator=gen) * 2 - 1).to(device),
+        classes=torch.arange(tasks, device=device),
+    )
+    noise = Noise.draw(inner_steps, tasks, shots, z_dim, generator=gen, device=device)
+
+    def iteration():
+        res = algo.step(params, batch, noise, engine)
+        for k, p in params.items():
+            p.grad = res.grads[k]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    ctx = ops.reference_only() if mode == "batched" and device.type == "cuda" else contextlib.nullcontext()
+    with ctx:
+        _reset_peak(device)
+        times = _time(iteration, device, warmup=warmup, repeats=repeats)
+        peak = _peak_mb(device)
+        n_flops = count_flops(iteration) if flops else 0
+    med = statistics.median(times)
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
+    return Row(
+        algorithm=algorithm, mode=mode, tasks=tasks, arch=arch, image_size=image_size, shots=shots,
+        inner_steps=inner_steps, device=str(device), sec_per_iter=med, sec_iqr=q[2] - q[0],
+        tasks_per_s=tasks / med, inner_steps_per_s=tasks * inner_steps / med, peak_mem_mb=peak,
+        gflop_per_iter=n_flops / 1e9, achieved_gflops=n_flops / med / 1e9, matmul_gflops=matmul_gflops,
+    )  # fmt: skip
+
+
+def default_modes(device: torch.device) -> list[str]:
+    modes = ["sequential", "batched"]
+    if device.type == "cuda" and ops.backend() == "cuda":
+        modes.append("batched-ext")
+    return modes
+
+
+def run(args, registries) -> int:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA GPU is available; use --device cpu")
+    modes = args.modes or default_modes(device)
+    bad = [m for m in modes if m not in ("sequential", "batched", "batched-ext")]
+    if bad:
+        raise ConfigError(f"unknown bench mode {bad[0]!r}; valid: sequential, batched, batched-ext")
+    if "batched-ext" in modes and not (device.type == "cuda" and ops.backend() == "cuda"):
+        raise ConfigError(f"mode batched-ext needs a CUDA device and the compiled extension; ops backend: {ops.backend_info()}")
+    for name in args.algorithm:
+        registries.algorithms.get(name)
+    registries.architectures.get(args.arch)
+    ArchConfig(image_size=args.image_size)  # validates the size
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    mm = machine_matmul_gflops(device)
+    header = (
+        f"# metagan bench: {platform.processor() or platform.machine()} "
+        f"({_cpu_model()}), {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"device {_device_name(device)}, ops backend {ops.backend_info()}, "
+        f"{time.strftime('%Y-%m-%d')}; matmul {mm:.1f} GFLOP/s"
+    )
+    print(header, file=sys.stderr if args.json == "-" else sys.stdout)
+    rows: list[Row] = []
+    out = open(args.json, "w") if args.json not in (None, "-") else None  # noqa: SIM115
+    try:
+        if not args.json:
+            print("| algorithm | T | mode | s/iter (median) | tasks/s | inner steps/s | peak MB | GFLOP/iter | GFLOP/s | % of matmul | × sequential |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for name in args.algorithm:
+            for T in args.tasks:
+                seq = None
+                for mode in modes:
+                    row = bench_one(
+                        registries, algorithm=name, mode=mode, tasks=T, arch=args.arch,
+                        image_size=args.image_size, shots=args.shots, queries=args.queries,
+                        inner_steps=args.inner_steps, z_dim=args.z_dim, width=args.width,
+                        device=device, repeats=args.repeats, warmup=args.warmup,
+                        flops=not args.no_flops, matmul_gflops=mm,
+                    )  # fmt: skip
+                    if mode == "sequential":
+                        seq = row
+                    if seq is not None:
+                        row.speedup_vs_sequential = seq.sec_per_iter / row.sec_per_iter
+                    rows.append(row)
+                    _emit(row, args.json, out)
+    finally:
+        if out:
+            out.close()
+    return 0
+
+
+def _emit(row: Row, json_path, out) -> None:
+    if json_path == "-":
+        print(json.dumps(asdict(row)), flush=True)
+    elif out is not None:
+        out.write(json.dumps(asdict(row)) + "\n")
+        out.flush()
+    if json_path != "-":
+        pct = 100 * row.achieved_gflops / row.matmul_gflops if row.matmul_gflops else 0
+        sp = f"{row.speedup_vs_sequential:.2f}" if row.speedup_vs_sequential else "-"
+        print(
+            f"| {row.algorithm} | {row.tasks} | {row.mode} | {row.sec_per_iter:.4f} ± {row.sec_iqr / 2:.4f} | "
+            f"{row.tasks_per_s:.1f} | {row.inner_steps_per_s:.1f} | {row.peak_mem_mb:.0f} | "
+            f"{row.gflop_per_iter:.3f} | {row.achieved_gflops:.1f} | {pct:.1f}% | {sp} |",
+            flush=True,
+        )
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def add_parser(sub, positive) -> None:
+    def csv_ints(text):
+        try:
+            vals = [int(x) for x in text.split(",") if x]
+        except ValueError:
+            raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}") from None
+        if not vals or any(v <= 0 for v in vals):
+            raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}")
+        return vals
+
+    import argparse
+
+    def ints(text):
+        try:
+            return csv_ints(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    b = sub.add_parser("bench", help="time meta-iterations: batched vs the sequential per-task loop")
+    b.add_argument("--algorithm", type=lambda s: s.split(","), default=["fomaml", "maml"], help="comma-separated")
+    b.add_argument("--arch", default="dcgan")
+    b.add_argument("--image-size", type=int, default=28)
+    b.add_argument("--tasks", type=ints, default=[1, 4, 8], help="comma-separated T values, e.g. 1,4,8,32,128")
+    b.add_argument("--shots", type=positive("--shots"), default=5)
+    b.add_argument("--queries", type=positive("--queries"), default=5)
+    b.add_argument("--inner-steps", type=positive("--inner-steps"), default=5)
+    b.add_argument("--z-dim", type=positive("--z-dim"), default=64)
+    b.add_argument("--width", type=positive("--width"), default=32)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--modes", type=lambda s: s.split(","), default=None, help="sequential,batched,batched-ext")
+    b.add_argument("--repeats", type=positive("--repeats"), default=5)
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    b.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    b.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH", help="JSON lines to PATH, or to stdout")
+    b.set_defaults(func=run)

@@ -1,0 +1,33 @@
+"""Few-shot data: datasets of classes, image conversion, task sampling and downloads.
+
+- :mod:`metagan.data.base`: :class:`ClassDataset`, the interface dataset plugins implement.
+- :mod:`metagan.data.images`: Pillow images <-> ``(N, 1, S, S)`` tensors in [-1, 1], grids.
+- :mod:`metagan.data.tasks`: class splits, the image cache and the resumable task sampler.
+- :mod:`metagan.data.download`: the verified Omniglot download.
+"""
+
+from metagan.data.base import ClassDataset, ClassRef
+from metagan.data.images import (
+    IMAGE_EXTENSIONS,
+    IMAGE_SIZES,
+    read_image_dir,
+    save_grid,
+    to_pil,
+    to_tensor,
+)
+from metagan.data.tasks import ImageCache, TaskBatch, TaskSampler, split_classes
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "IMAGE_SIZES",
+    "ClassDataset",
+    "ClassRef",
+    "ImageCache",
+    "TaskBatch",
+    "TaskSampler",
+    "read_image_dir",
+    "save_grid",
+    "split_classes",
+    "to_pil",
+    "to_tensor",
+]

@@ -1,0 +1,214 @@
+"""Images in and out: Pillow images <-> ``(N, 1, S, S)`` tensors in [-1, 1], PNG grids, image folders.
+
+Every dataset hands over Pillow images in mode "L" with dark strokes on a white background
+(Omniglot's convention). Models see ``(N, 1, S, S)`` float32 tensors in [-1, 1]; with
+``invert=True`` the strokes are bright (+1) on a dark background (-1), which is what most GAN
+code for Omniglot uses, because a generator then starts from an almost all -1 image instead of
+having to paint a white page. Resizing is done by Pillow (Lanczos, antialiased when shrinking)
+on 8-bit grayscale, so an image cache can hold ``uint8`` without losing anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from metagan.errors import ConfigError, DataError
+from metagan.io import atomic_write
+
+# Sizes the built-in architectures are written for; 28 is the classic Omniglot/MNIST size.
+IMAGE_SIZES = (28, 32, 64)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def check_image_size(size: int) -> int:
+    """``size`` if it is one of :data:`IMAGE_SIZES`, else a ConfigError naming the valid ones."""
+    if isinstance(size, bool) or not isinstance(size, int) or size not in IMAGE_SIZES:
+        valid = ", ".join(str(s) for s in IMAGE_SIZES)
+        raise ConfigError(f"image size {size!r} is not supported; valid sizes are {valid}")
+    return size
+
+
+def to_gray(img: Image.Image) -> Image.Image:
+    """``img`` in mode "L"; transparent pixels become white (the background), not black."""
+    if img.mode == "L":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(page, rgba).convert("L")
+    return img.convert("L")
+
+
+def _square(img: Image.Image) -> Image.Image:
+    """Pad a non-square image to a square, centred, with the colour of its border.
+
+    Padding (rather than stretching or cropping) keeps the strokes' shape and keeps every
+    stroke; the border's median is the background whichever way round the image is drawn.
+    """
+    w, h = img.size
+    if w == h:
+        return img
+    a = np.asarray(img)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    side = max(w, h)
+    out = Image.new("L", (side, side), int(np.median(border)))
+    out.paste(img, ((side - w) // 2, (side - h) // 2))
+    return out
+
+
+def to_uint8(images: Sequence[Image.Image], size: int) -> np.ndarray:
+    """Grayscale, squared and resized images as a ``(N, size, size)`` uint8 array (255 = white)."""
+    check_image_size(size)
+    out = np.empty((len(images), size, size), dtype=np.uint8)
+    for i, img in enumerate(images):
+        g = _square(to_gray(img))
+        if g.size != (size, size):
+            g = g.resize((size, size), Image.Resampling.LANCZOS)
+        out[i] = np.asarray(g)
+    return out
+
+
+def uint8_to_tensor(pixels: torch.Tensor | np.ndarray, *, invert: bool) -> torch.Tensor:
+    """``(..., H, W)`` uint8 pixels -> float32 in [-1, 1] (white -> +1, or -1 when inverted)."""
+    x = torch.as_tensor(pixels).to(torch.float32) * (2.0 / 255.0) - 1.0
+    return -x if invert else x
+
+
+def to_tensor(images: list[Image.Image], size: int, *, invert: bool) -> torch.Tensor:
+    """Pillow images -> ``(N, 1, size, size)`` float32 in [-1, 1].
+
+    :param images: any sizes and modes; converted to grayscale, padded to square, resized.
+    :param size: one of :data:`IMAGE_SIZES`.
+    :param invert: make strokes bright: white background -> -1, dark strokes -> +1.
+    """
+    pixels = to_uint8(images, size)  # (N, S, S)
+    return uint8_to_tensor(pixels, invert=invert).unsqueeze(1)  # (N, 1, S, S)
+
+
+def _check_images(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be a (N, 1, H, W) tensor, got {shape}")
+    return x
+
+
+def to_pil(x: torch.Tensor, *, invert: bool) -> list[Image.Image]:
+    """``(N, 1, H, W)`` values in [-1, 1] -> N Pillow images, mode "L" (values are clamped).
+
+    :param invert: the tensor has bright strokes (as made by ``to_tensor(..., invert=True)``);
+        the images get dark strokes on white again.
+    """
+    x = _check_images(x, "to_pil's input").detach().to("cpu", torch.float32)
+    if invert:
+        x = -x
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, 1, H, W)
+    return [Image.fromarray(p[0].numpy(), mode="L") for p in pixels]
+
+
+def save_grid(
+    rows: list[torch.Tensor], path: str | os.PathLike, *, invert: bool, pad: int = 2
+) -> Path:
+    """Write a PNG grid with one row per ``(N, 1, H, W)`` tensor, atomically.
+
+    Rows may hold different numbers of images (shorter rows are left blank); all images must
+    share one H x W. The padding is mid-grey so that cells stay visible with and without
+    ``invert``.
+    """
+    if not rows:
+        raise ValueError("save_grid needs at least one row of images")
+    rows = [_check_images(r, f"row {i} of save_grid") for i, r in enumerate(rows)]
+    h, w = rows[0].shape[-2:]
+    for i, r in enumerate(rows):
+        if r.shape[-2:] != (h, w):
+            raise ValueError(
+                f"save_grid rows must share one image size: row 0 is {h}x{w}, "
+                f"row {i} is {r.shape[-2]}x{r.shape[-1]}"
+            )
+    cols = max(1, max(r.shape[0] for r in rows))
+    grid = np.full((pad + len(rows) * (h + pad), pad + cols * (w + pad)), 128, dtype=np.uint8)
+    for i, r in enumerate(rows):
+        for j, img in enumerate(to_pil(r, invert=invert)):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = np.asarray(img)
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(grid, mode="L").save(f, format="PNG")
+    return path
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by extension, hidden files skipped), sorted by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode one image file fully, as mode "L"; a DataError names the file if that fails."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_gray(img).copy()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read image {str(path)!r}: {cause}") from None
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read image {str(path)!r}: {cause}") from None
+
+
+def check_same_size(files: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> None:
+    """A DataError naming two files of different sizes, if there are any."""
+    for f, s in zip(files, sizes):
+        if s != sizes[0]:
+            raise DataError(
+                f"images must all have one size: {str(files[0])!r} is {sizes[0][0]}x{sizes[0][1]} "
+                f"but {str(f)!r} is {s[0]}x{s[1]}; resize them to one size"
+            )
+
+
+def image_files_or_error(folder: str | os.PathLike, what: str = "image folder") -> list[Path]:
+    """The image files of ``folder``; a DataError if it is missing, not a folder or has none."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise DataError(f"{what} {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise DataError(f"{what} {str(folder)!r} is not a folder; pass a folder of images")
+    files = list_image_files(folder)
+    if not files:
+        others = sum(1 for p in folder.iterdir() if not p.name.startswith("."))
+        valid = ", ".join(IMAGE_EXTENSIONS)
+        raise DataError(
+            f"no images in {what} {str(folder)!r} ({others} other entries); "
+            f"valid image files end in {valid}"
+        )
+    return files
+
+
+def read_image_dir(path: str | os.PathLike) -> list[Image.Image]:
+    """The user's own K images: every png/jpg/jpeg/bmp/gif in ``path``, sorted by file name.
+
+    Returns fully decoded mode "L" images (transparency composited onto white). Raises a
+    one-line DataError for a missing folder, a folder without images (naming the valid
+    extensions), a file that cannot be decoded (naming it) and images of different sizes
+    (naming two files and their sizes).
+    """
+    files = image_files_or_error(path)
+    images = [open_image(f) for f in files]
+    check_same_size(files, [im.size for im in images])
+    return images
