@@ -167,3 +167,24 @@ def test_bad_checkpoints(trained, tmp_path, capsys):
     expect_error(capsys, ["train", "--resume", str(trained), "--arch", "mlp", "--out", str(out)],
                  "architecture 'dcgan', not 'mlp'")  # fmt: skip
     assert not out.exists()
+
+
+def test_bench_smoke(tmp_path, capsys):
+    """`metagan bench` at a tiny size: every mode's row, side by side (no speed assertion)."""
+    out = tmp_path / "bench.jsonl"
+    assert main(["bench", "--algorithm", "fomaml,maml", "--tasks", "1,2", "--inner-steps", "1", "--width", "8",
+                 "--z-dim", "16", "--repeats", "2", "--warmup", "0", "--json", str(out)]) == 0  # fmt: skip
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["algorithm"], r["tasks"], r["mode"]) for r in rows] == [
+        (a, t, m) for a in ("fomaml", "maml") for t in (1, 2) for m in ("sequential", "batched")
+    ]
+    for r in rows:
+        assert r["sec_per_iter"] > 0 and r["peak_mem_mb"] > 0 and r["matmul_gflops"] > 0
+        assert r["gflop_per_iter"] > 0 and r["speedup_vs_sequential"] > 0
+    # the sequential loop does the same work per task: twice the tasks, twice the FLOPs
+    seq = {(r["algorithm"], r["tasks"]): r["gflop_per_iter"] for r in rows if r["mode"] == "sequential"}
+    for a in ("fomaml", "maml"):
+        assert seq[(a, 2)] == pytest.approx(2 * seq[(a, 1)], rel=0.01)
+    table = capsys.readouterr().out
+    assert "| fomaml | 2 | batched |" in table and "GFLOP/s" in table
+    assert main(["bench", "--modes", "batched-ext"]) == 2  # no GPU here: one-line error

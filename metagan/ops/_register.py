@@ -1,0 +1,112 @@
+"""Registration of ``metagan::inner_step`` with the dispatcher (runs once, at import).
+
+- schema: from ``metagan._C`` (``csrc/schema.cpp``) when it loaded, else defined here from the
+  same string (``_schema.py``);
+- CompositeExplicitAutograd kernel (CPU and every device without a compiled kernel): the
+  pure-PyTorch reference. A compiled CUDA kernel (``TORCH_LIBRARY_IMPL(metagan, CUDA, m)``)
+  takes precedence for CUDA tensors; the dispatcher chooses, not Python;
+- fake kernel (shapes only) for ``torch.compile`` / FakeTensor tracing;
+- autograd: the backward is the vector-Jacobian product of the reference math
+  (:func:`metagan.ops.reference.inner_step_math`) taken with ``torch.func.vjp``. It is made of
+  differentiable PyTorch ops on the saved inputs, so double backward (second-order MAML, where
+  ``grads`` depend on ``params``) works whichever kernel ran the forward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from metagan.ops._checks import STATE_SLOTS, check_op_args, compute_dtype
+from metagan.ops._schema import INNER_STEP_SCHEMA, NAMESPACE, OP_NAME, QUALNAME
+from metagan.ops.reference import inner_step_math, inner_step_reference
+
+_LIB: torch.library.Library | None = None  # keeps the Python-defined schema alive
+SCHEMA_SOURCE = ""  # "metagan._C" or "python"
+
+# Positions of the differentiable inputs in the schema: params, grads, lr, state1, state2.
+_DIFF_POS = (0, 1, 2, 5, 6)
+_N_INPUTS = 14
+
+
+def op_exists() -> bool:
+    try:
+        getattr(getattr(torch.ops, NAMESPACE), OP_NAME)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _fake(
+    params: Tensor,
+    grads: Tensor,
+    lr: Tensor | None,
+    lr_scale: float,
+    method: str,
+    state1: Tensor | None,
+    state2: Tensor | None,
+    step: int,
+    momentum: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    max_grad_norm: float | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    check_op_args(
+        params, grads, lr, lr_scale, method, state1, state2, step,
+        momentum, beta1, beta2, eps, weight_decay, max_grad_norm,
+    )  # fmt: skip
+    acc = compute_dtype(params.dtype)
+    used = STATE_SLOTS[method]
+    out = params.new_empty(params.shape)
+    s1 = params.new_empty(params.shape if used >= 1 else (0,), dtype=acc)
+    s2 = params.new_empty(params.shape if used >= 2 else (0,), dtype=acc)
+    return out, s1, s2
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    params, grads, lr, lr_scale, method, state1, state2, *hyper = inputs
+    ctx.save_for_backward(params, grads, lr, state1, state2)
+    ctx.hyper = (lr_scale, method, *hyper)  # step, momentum, beta1, beta2, eps, wd, max_norm
+
+
+def _backward(ctx, d_params: Tensor, d_state1: Tensor, d_state2: Tensor):
+    saved = ctx.saved_tensors  # params, grads, lr, state1, state2 (None where absent)
+    lr_scale, method, *hyper = ctx.hyper
+    which = [
+        i for i, pos in enumerate(_DIFF_POS) if saved[i] is not None and ctx.needs_input_grad[pos]
+    ]
+    result: list[Tensor | None] = [None] * _N_INPUTS
+    if not which:
+        return tuple(result)
+
+    def update(*diff: Tensor) -> tuple[Tensor, ...]:
+        full = list(saved)
+        for i, x in zip(which, diff):
+            full[i] = x
+        p, g, lr, s1, s2 = full
+        return inner_step_math(p, g, lr, lr_scale, method, s1, s2, *hyper)
+
+    outs, vjp_fn = torch.func.vjp(update, *(saved[i] for i in which))
+    cot = tuple(
+        c if c is not None else torch.zeros_like(o)
+        for c, o in zip((d_params, d_state1, d_state2), outs)
+    )
+    for i, gi in zip(which, vjp_fn(cot)):
+        result[_DIFF_POS[i]] = gi
+    return tuple(result)
+
+
+def register() -> None:
+    """Define the schema if ``metagan._C`` did not, and register the Python-side pieces."""
+    global _LIB, SCHEMA_SOURCE
+    if op_exists():
+        SCHEMA_SOURCE = "metagan._C"
+    else:
+        _LIB = torch.library.Library(NAMESPACE, "FRAGMENT")
+        _LIB.define(INNER_STEP_SCHEMA)
+        SCHEMA_SOURCE = "python"
+    torch.library.register_kernel(QUALNAME, None, inner_step_reference)
+    torch.library.register_fake(QUALNAME, _fake)
+    torch.library.register_autograd(QUALNAME, _backward, setup_context=_setup_context)
