@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check metagan plugins tests benchmarks setup.py
 
 pytest: install
 	$(BIN)/python -m pytest -q

@@ -12,7 +12,7 @@ DEVICE="${DEVICE:-cuda}"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; "$PY" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)'; date -u; } 2>&1 | tee "$OUT/versions.log"
 if [ "$DEVICE" = cuda ]; then
   export TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')"
-  time METAGAN_CUDA=1 "$PY" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || echo "INSTALL FAILED"
+  "$PY" -c "import metagan._C" 2>/dev/null || time METAGAN_CUDA=1 "$PY" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || echo "INSTALL FAILED"
 fi
 "$PY" -m metagan plugins 2>&1 | head -3
 timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_engine_cuda.py tests/test_ops_cuda.py 2>&1 | tail -25 | tee "$OUT/pytest_cuda.log"

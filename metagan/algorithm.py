@@ -36,7 +36,9 @@ class MetaConfig:
     def __post_init__(self):
         for key in ("tasks", "iterations", "max_skips"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"meta.{key} must be a positive integer, got {getattr(self, key)}")
+                raise ConfigError(
+                    f"meta.{key} must be a positive integer, got {getattr(self, key)}"
+                )
         if not self.lr > 0:
             raise ConfigError(f"meta.lr must be a positive learning rate, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -77,7 +79,9 @@ class Algorithm:
         """Inner learning rates (α for G, β for D): floats or per-parameter ``(P,)`` tensors."""
         return self.inner.lr_g, self.inner.lr_d
 
-    def meta_gradients(self, params: dict[str, Tensor], batch, noise: Noise, engine: Engine) -> MetaResult:
+    def meta_gradients(
+        self, params: dict[str, Tensor], batch, noise: Noise, engine: Engine
+    ) -> MetaResult:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
@@ -101,7 +105,15 @@ class Algorithm:
             sub.grads = None
         return sub
 
-    def adapt(self, params: dict[str, Tensor], engine: Engine, shots: Tensor, noise: Tensor, *, steps: int | None = None) -> Adapted:
+    def adapt(
+        self,
+        params: dict[str, Tensor],
+        engine: Engine,
+        shots: Tensor,
+        noise: Tensor,
+        *,
+        steps: int | None = None,
+    ) -> Adapted:
         """Adapt the initialisation to each task's shots: shots (T, K, C, H, W), noise (S, T, B, Z)."""
         T = shots.shape[0]
         lr_g, lr_d = self.inner_lrs(params)
@@ -114,7 +126,9 @@ class Algorithm:
 
 def select_tasks(batch, idx: Tensor):
     """The meta-batch restricted to the tasks at ``idx``."""
-    return dataclasses.replace(batch, support=batch.support[idx], query=batch.query[idx], classes=batch.classes[idx])
+    return dataclasses.replace(
+        batch, support=batch.support[idx], query=batch.query[idx], classes=batch.classes[idx]
+    )
 
 
 def rows(theta: Tensor, tasks: int) -> Tensor:
@@ -161,7 +175,9 @@ def differentiate_through_adaptation(
         return MetaResult(None, finite, stats)
     d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])
     g_keys = ["g"] + (["lr_g"] if isinstance(lr_g, Tensor) and lr_g.requires_grad else [])
-    gd = torch.autograd.grad(ld.mean(), [params[k] for k in d_keys], retain_graph=True, allow_unused=True)
+    gd = torch.autograd.grad(
+        ld.mean(), [params[k] for k in d_keys], retain_graph=True, allow_unused=True
+    )
     gg = torch.autograd.grad(lg.mean(), [params[k] for k in g_keys], allow_unused=True)
     grads = {}
     for keys, gs in ((d_keys, gd), (g_keys, gg)):

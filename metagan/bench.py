@@ -57,7 +57,9 @@ class Row:
     speedup_vs_sequential: float | None = None
 
 
-def machine_matmul_gflops(device: torch.device, *, n: int | None = None, repeats: int = 10) -> float:
+def machine_matmul_gflops(
+    device: torch.device, *, n: int | None = None, repeats: int = 10
+) -> float:
     """Measured matmul rate: fp32 sgemm on CPU, TF32 on CUDA (median of ``repeats``)."""
     n = n or (1024 if device.type == "cpu" else 8192)
     a = torch.randn(n, n, device=device)
@@ -132,49 +134,104 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def bench_one(
-    registries, *, algorithm: str, mode: str, tasks: int, arch: str, image_size: int, shots: int,
-    queries: int, inner_steps: int, z_dim: int, width: int, device: torch.device, repeats: int,
-    warmup: int, flops: bool, matmul_gflops: float,
-) -> Row:  # fmt: skip
+@dataclass(frozen=True)
+class Workload:
+    """One benchmarked setting (hashable: FLOP counts are cached per workload)."""
+
+    algorithm: str
+    tasks: int
+    arch: str
+    image_size: int
+    shots: int
+    queries: int
+    inner_steps: int
+    z_dim: int
+    width: int
+    device: str
+
+
+def make_iteration(registries, w: Workload, engine: str):
+    """A closure that runs one whole meta-iteration (meta-gradients + Adam step) on random data."""
+    device = torch.device(w.device)
     torch.manual_seed(0)
-    pair = registries.architectures.get(arch)(ArchConfig(image_size=image_size, z_dim=z_dim, width=width))
+    pair = registries.architectures.get(w.arch)(
+        ArchConfig(image_size=w.image_size, z_dim=w.z_dim, width=w.width)
+    )
     pair.generator.to(device)
     pair.discriminator.to(device)
-    inner = InnerConfig(steps=inner_steps)
-    meta = MetaConfig(algorithm=algorithm, tasks=tasks)
-    engine = ENGINES["sequential" if mode == "sequential" else "batched"](pair, registries.losses.get("nonsaturating"), inner)
-    algo = registries.algorithms.get(algorithm)(meta=meta, inner=inner)
-    g, d = engine.G.init_flat(), engine.D.init_flat()
-    params = {k: torch.nn.Parameter(v.clone()) for k, v in {"g": g, "d": d, **algo.extra_parameters(g, d)}.items()}
+    inner = InnerConfig(steps=w.inner_steps)
+    meta = MetaConfig(algorithm=w.algorithm, tasks=w.tasks)
+    eng = ENGINES[engine](pair, registries.losses.get("nonsaturating"), inner)
+    algo = registries.algorithms.get(w.algorithm)(meta=meta, inner=inner)
+    g, d = eng.G.init_flat(), eng.D.init_flat()
+    params = {
+        k: torch.nn.Parameter(v.clone())
+        for k, v in {"g": g, "d": d, **algo.extra_parameters(g, d)}.items()
+    }
     opt = torch.optim.Adam(params.values(), lr=meta.lr, betas=meta.betas)
     gen = torch.Generator().manual_seed(0)
+    size = (w.image_size, w.image_size)
     batch = TaskBatch(
-        support=(torch.rand(tasks, shots, 1, image_size, image_size, generator=gen) * 2 - 1).to(device),
-        query=(torch.rand(tasks, max(queries, 1), 1, image_size, image_size, generator=gen) * 2 - 1).to(device),
-        classes=torch.arange(tasks, device=device),
+        support=(torch.rand(w.tasks, w.shots, 1, *size, generator=gen) * 2 - 1).to(
+            device
+        ),  # (T, K, 1, H, W)
+        query=(torch.rand(w.tasks, max(w.queries, 1), 1, *size, generator=gen) * 2 - 1).to(device),
+        classes=torch.arange(w.tasks, device=device),
     )
-    noise = Noise.draw(inner_steps, tasks, shots, z_dim, generator=gen, device=device)
+    noise = Noise.draw(w.inner_steps, w.tasks, w.shots, w.z_dim, generator=gen, device=device)
 
     def iteration():
-        res = algo.step(params, batch, noise, engine)
+        res = algo.step(params, batch, noise, eng)
         for k, p in params.items():
             p.grad = res.grads[k]
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    ctx = ops.reference_only() if mode == "batched" and device.type == "cuda" else contextlib.nullcontext()
+    return iteration
+
+
+_FLOPS: dict[Workload, int] = {}
+
+
+def model_flops(registries, w: Workload) -> int:
+    """The useful FLOPs of one meta-iteration, counted on the sequential engine (plain per-task
+    convolutions and matmuls) so that every mode is charged the same work. Counting the batched
+    engine itself over-counts: vmap turns per-task convolutions into grouped ones, which
+    FlopCounterMode charges as if ungrouped (seen: 9x at T=32)."""
+    if w not in _FLOPS:
+        _FLOPS[w] = count_flops(make_iteration(registries, w, "sequential"))
+    return _FLOPS[w]
+
+
+def bench_one(
+    registries,
+    w: Workload,
+    *,
+    mode: str,
+    repeats: int,
+    warmup: int,
+    flops: bool,
+    matmul_gflops: float,
+) -> Row:
+    device = torch.device(w.device)
+    iteration = make_iteration(registries, w, "sequential" if mode == "sequential" else "batched")
+    # "batched" on a GPU is the pure-PyTorch path; "batched-ext" lets the dispatcher pick the fused kernel
+    ctx = (
+        ops.reference_only()
+        if mode == "batched" and device.type == "cuda"
+        else contextlib.nullcontext()
+    )
     with ctx:
         _reset_peak(device)
         times = _time(iteration, device, warmup=warmup, repeats=repeats)
         peak = _peak_mb(device)
-        n_flops = count_flops(iteration) if flops else 0
+    n_flops = model_flops(registries, w) if flops else 0
     med = statistics.median(times)
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
     return Row(
-        algorithm=algorithm, mode=mode, tasks=tasks, arch=arch, image_size=image_size, shots=shots,
-        inner_steps=inner_steps, device=str(device), sec_per_iter=med, sec_iqr=q[2] - q[0],
-        tasks_per_s=tasks / med, inner_steps_per_s=tasks * inner_steps / med, peak_mem_mb=peak,
+        algorithm=w.algorithm, mode=mode, tasks=w.tasks, arch=w.arch, image_size=w.image_size, shots=w.shots,
+        inner_steps=w.inner_steps, device=w.device, sec_per_iter=med, sec_iqr=q[2] - q[0],
+        tasks_per_s=w.tasks / med, inner_steps_per_s=w.tasks * w.inner_steps / med, peak_mem_mb=peak,
         gflop_per_iter=n_flops / 1e9, achieved_gflops=n_flops / med / 1e9, matmul_gflops=matmul_gflops,
     )  # fmt: skip
 
@@ -195,7 +252,9 @@ def run(args, registries) -> int:
     if bad:
         raise ConfigError(f"unknown bench mode {bad[0]!r}; valid: sequential, batched, batched-ext")
     if "batched-ext" in modes and not (device.type == "cuda" and ops.backend() == "cuda"):
-        raise ConfigError(f"mode batched-ext needs a CUDA device and the compiled extension; ops backend: {ops.backend_info()}")
+        raise ConfigError(
+            f"mode batched-ext needs a CUDA device and the compiled extension; ops backend: {ops.backend_info()}"
+        )
     for name in args.algorithm:
         registries.algorithms.get(name)
     registries.architectures.get(args.arch)
@@ -214,19 +273,21 @@ def run(args, registries) -> int:
     out = open(args.json, "w") if args.json not in (None, "-") else None  # noqa: SIM115
     try:
         if not args.json:
-            print("| algorithm | T | mode | s/iter (median) | tasks/s | inner steps/s | peak MB | GFLOP/iter | GFLOP/s | % of matmul | × sequential |")
+            print(
+                "| algorithm | T | mode | s/iter (median) | tasks/s | inner steps/s | peak MB | GFLOP/iter | GFLOP/s | % of matmul | × sequential |"
+            )
             print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name in args.algorithm:
             for T in args.tasks:
                 seq = None
                 for mode in modes:
-                    row = bench_one(
-                        registries, algorithm=name, mode=mode, tasks=T, arch=args.arch,
-                        image_size=args.image_size, shots=args.shots, queries=args.queries,
-                        inner_steps=args.inner_steps, z_dim=args.z_dim, width=args.width,
-                        device=device, repeats=args.repeats, warmup=args.warmup,
-                        flops=not args.no_flops, matmul_gflops=mm,
+                    w = Workload(
+                        algorithm=name, tasks=T, arch=args.arch, image_size=args.image_size, shots=args.shots,
+                        queries=args.queries, inner_steps=args.inner_steps, z_dim=args.z_dim, width=args.width,
+                        device=str(device),
                     )  # fmt: skip
+                    row = bench_one(registries, w, mode=mode, repeats=args.repeats, warmup=args.warmup,
+                                    flops=not args.no_flops, matmul_gflops=mm)  # fmt: skip
                     if mode == "sequential":
                         seq = row
                     if seq is not None:
@@ -275,7 +336,9 @@ def add_parser(sub, positive) -> None:
         try:
             vals = [int(x) for x in text.split(",") if x]
         except ValueError:
-            raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}") from None
+            raise ValueError(
+                f"expected a comma-separated list of positive integers, got {text!r}"
+            ) from None
         if not vals or any(v <= 0 for v in vals):
             raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}")
         return vals
@@ -288,21 +351,39 @@ def add_parser(sub, positive) -> None:
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    b = sub.add_parser("bench", help="time meta-iterations: batched vs the sequential per-task loop")
-    b.add_argument("--algorithm", type=lambda s: s.split(","), default=["fomaml", "maml"], help="comma-separated")
+    b = sub.add_parser(
+        "bench", help="time meta-iterations: batched vs the sequential per-task loop"
+    )
+    b.add_argument(
+        "--algorithm",
+        type=lambda s: s.split(","),
+        default=["fomaml", "maml"],
+        help="comma-separated",
+    )
     b.add_argument("--arch", default="dcgan")
     b.add_argument("--image-size", type=int, default=28)
-    b.add_argument("--tasks", type=ints, default=[1, 4, 8], help="comma-separated T values, e.g. 1,4,8,32,128")
+    b.add_argument(
+        "--tasks", type=ints, default=[1, 4, 8], help="comma-separated T values, e.g. 1,4,8,32,128"
+    )
     b.add_argument("--shots", type=positive("--shots"), default=5)
     b.add_argument("--queries", type=positive("--queries"), default=5)
     b.add_argument("--inner-steps", type=positive("--inner-steps"), default=5)
     b.add_argument("--z-dim", type=positive("--z-dim"), default=64)
     b.add_argument("--width", type=positive("--width"), default=32)
     b.add_argument("--device", default="cpu")
-    b.add_argument("--modes", type=lambda s: s.split(","), default=None, help="sequential,batched,batched-ext")
+    b.add_argument(
+        "--modes", type=lambda s: s.split(","), default=None, help="sequential,batched,batched-ext"
+    )
     b.add_argument("--repeats", type=positive("--repeats"), default=5)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     b.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
-    b.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH", help="JSON lines to PATH, or to stdout")
+    b.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="JSON lines to PATH, or to stdout",
+    )
     b.set_defaults(func=run)

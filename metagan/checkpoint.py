@@ -28,23 +28,31 @@ def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint; a missing, corrupt or foreign file raises a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the checkpoint.pt written by `metagan train`")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass the checkpoint.pt written by `metagan train`"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a metagan checkpoint ({cause[:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a metagan checkpoint ({cause[:200]})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metagan checkpoint (no '{FORMAT}' tag)")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {ckpt.get('version')}; this metagan reads version {VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {ckpt.get('version')}; this metagan reads version {VERSION}"
+        )
     for key in ("config", "params", "step"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} is incomplete: it has no {key!r} entry")
     return ckpt
 
 
-def check_params(path: str | Path, ckpt: dict, expected: dict[str, torch.Tensor], arch: str) -> None:
+def check_params(
+    path: str | Path, ckpt: dict, expected: dict[str, torch.Tensor], arch: str
+) -> None:
     """The checkpoint's parameters must fit the architecture it is loaded into."""
     saved_arch = ckpt["config"].get("model", {}).get("arch")
     if saved_arch != arch:

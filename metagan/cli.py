@@ -21,7 +21,9 @@ def _positive(kind: str):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{kind} must be a positive integer, got {text!r}"
+            ) from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {value}")
         return value
@@ -35,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metagan", description="Meta-learn GANs that adapt to a new class from a few images.")
+    p = _Parser(
+        prog="metagan", description="Meta-learn GANs that adapt to a new class from a few images."
+    )
     p.add_argument("--version", action="version", version=f"metagan {__version__}")
     p.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME",
@@ -53,25 +57,63 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", help="architecture (model.arch)")
     t.add_argument("--data-root", help="dataset path (data.root)")
     t.add_argument("--out", help="output folder (run.out)")
-    t.add_argument("--seed", type=int, help="seed for tasks, noise and the initialisation (run.seed)")
-    t.add_argument("--iterations", type=_positive("--iterations"), help="meta-iterations (meta.iterations)")
+    t.add_argument(
+        "--seed", type=int, help="seed for tasks, noise and the initialisation (run.seed)"
+    )
+    t.add_argument(
+        "--iterations", type=_positive("--iterations"), help="meta-iterations (meta.iterations)"
+    )
     t.add_argument("--device", help="cpu, cuda or cuda:N (run.device)")
-    t.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    t.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
-    t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. inner.steps=3")
+    t.add_argument(
+        "--resume", type=Path, metavar="CHECKPOINT", help="continue a run from its checkpoint"
+    )
+    t.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
+    )
+    t.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. inner.steps=3",
+    )
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("adapt", help="adapt a checkpoint to K images and sample")
     a.add_argument("--checkpoint", type=Path, required=True)
     src = a.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder with your K images of one class")
-    src.add_argument("--class", dest="class_name", help="a class of the checkpoint's dataset, e.g. Greek/character03")
-    src.add_argument("--unseen", type=_positive("--unseen"), metavar="N", help="the first N meta-test classes of the checkpoint's dataset, adapted at once")
-    a.add_argument("--shots", type=_positive("--shots"), default=None, help="K images to adapt on (default: the checkpoint's)")
-    a.add_argument("--steps", type=_positive("--steps"), default=None, help="inner steps (default: the checkpoint's)")
+    src.add_argument(
+        "--class",
+        dest="class_name",
+        help="a class of the checkpoint's dataset, e.g. Greek/character03",
+    )
+    src.add_argument(
+        "--unseen",
+        type=_positive("--unseen"),
+        metavar="N",
+        help="the first N meta-test classes of the checkpoint's dataset, adapted at once",
+    )
+    a.add_argument(
+        "--shots",
+        type=_positive("--shots"),
+        default=None,
+        help="K images to adapt on (default: the checkpoint's)",
+    )
+    a.add_argument(
+        "--steps",
+        type=_positive("--steps"),
+        default=None,
+        help="inner steps (default: the checkpoint's)",
+    )
     a.add_argument("--num", type=_positive("--num"), default=16, help="samples to write")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="inner.key=value",
+        help="adapt differently than trained, e.g. inner.lr_g=0.01",
+    )
     a.set_defaults(func=cmd_adapt)
 
     s = sub.add_parser("sample", help="sample the meta-learned (unadapted) generator")
@@ -100,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         # `key=value` overrides may come before or after the options
-        if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        if (
+            extra
+            and args.command in ("train", "adapt")
+            and all("=" in e and not e.startswith("-") for e in extra)
+        ):
             args.overrides += extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -124,7 +170,11 @@ def cmd_plugins(args, regs: plugins.Registries) -> int:
     print(f"metagan {__version__}; torch {torch.__version__}; ops backend: {ops.backend_info()}")
     print("plugins:")
     for p in regs.plugins:
-        status = f"FAILED: {p.error}" if p.error else ", ".join(h.removeprefix("metagan_") for h in p.hooks)
+        status = (
+            f"FAILED: {p.error}"
+            if p.error
+            else ", ".join(h.removeprefix("metagan_") for h in p.hooks)
+        )
         print(f"  {p.name:<16} {p.origin:<28} {status}")
     if regs.disabled:
         print(f"  disabled: {', '.join(regs.disabled)}")
@@ -168,11 +218,14 @@ def cmd_train(args, regs) -> int:
     return 0
 
 
-def _session_from_checkpoint(path: Path, regs):
+def _session_from_checkpoint(path: Path, regs, overrides=()):
     from metagan.session import Session
 
     ckpt = checkpoint.load(path)
-    cfg = config.from_dict(ckpt["config"])
+    bad = [o for o in overrides if not o.startswith("inner.")]
+    if bad:
+        raise ConfigError(f"adapt takes only inner.* overrides (how to adapt), got {bad[0]!r}")
+    cfg = config.load(None, list(overrides), base=ckpt["config"])
     s = Session(cfg, regs)
     return s, s.load_params(path, ckpt)
 
@@ -182,14 +235,16 @@ def cmd_adapt(args, regs) -> int:
     from metagan.io import atomic_write
     from metagan.train import adapt_and_sample
 
-    s, params = _session_from_checkpoint(args.checkpoint, regs)
+    s, params = _session_from_checkpoint(args.checkpoint, regs, args.overrides)
     K = args.shots or s.cfg.data.shots
     steps = args.steps or s.cfg.inner.steps
     size, invert = s.cfg.data.image_size, s.cfg.data.invert
     if args.images is not None:
         images = read_image_dir(args.images)
         if len(images) < K:
-            raise DataError(f"--images {args.images} holds {len(images)} images but --shots is {K}; add images or lower --shots")
+            raise DataError(
+                f"--images {args.images} holds {len(images)} images but --shots is {K}; add images or lower --shots"
+            )
         shots = to_tensor(images[:K], size, invert=invert)[None]  # (1, K, C, H, W)
         names = [args.images.name]
     else:
@@ -202,7 +257,9 @@ def cmd_adapt(args, regs) -> int:
         for idx in classes:
             imgs = s.cache.get(idx)
             if imgs.shape[0] < K:
-                raise DataError(f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}")
+                raise DataError(
+                    f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}"
+                )
             rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
         shots = torch.stack(rows)  # (T, K, C, H, W)
         names = [s.dataset.classes[i].name for i in classes]
@@ -212,8 +269,12 @@ def cmd_adapt(args, regs) -> int:
     grid = args.out / "grid.png"
     save_grid([torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)], grid, invert=invert)
     with atomic_write(args.out / "adapt.txt", "w") as f:
-        f.write(f"checkpoint = {args.checkpoint}\nclasses = {names}\nshots = {K}\nsteps = {steps}\nseed = {args.seed}\n")
-    print(f"adapted to {len(names)} class(es) on {K} shots for {steps} steps; wrote {args.num} samples each to {args.out}")
+        f.write(
+            f"checkpoint = {args.checkpoint}\nclasses = {names}\nshots = {K}\nsteps = {steps}\nseed = {args.seed}\n"
+        )
+    print(
+        f"adapted to {len(names)} class(es) on {K} shots for {steps} steps; wrote {args.num} samples each to {args.out}"
+    )
     print(f"grid (each row: {K} shots, then {args.num} samples): {grid}")
     return 0
 
@@ -232,7 +293,9 @@ def cmd_sample(args, regs) -> int:
         samples = s.engine.generate(params["g"].detach()[None], z)[0].cpu()
     _write_samples(args.out, samples, s.cfg.data.invert)
     save_grid([samples], args.out / "grid.png", invert=s.cfg.data.invert)
-    print(f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}")
+    print(
+        f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
+    )
     return 0
 
 

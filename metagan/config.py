@@ -52,7 +52,9 @@ class DataConfig:
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
-            raise ConfigError(f"data.image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}")
+            raise ConfigError(
+                f"data.image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"
+            )
         if self.shots < 1:
             raise ConfigError(f"data.shots must be a positive integer, got {self.shots}")
         if self.queries < 0:
@@ -73,7 +75,9 @@ class ModelConfig:
     def __post_init__(self):
         for key in ("z_dim", "width"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"model.{key} must be a positive integer, got {getattr(self, key)}")
+                raise ConfigError(
+                    f"model.{key} must be a positive integer, got {getattr(self, key)}"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +138,9 @@ class Config:
         return "\n".join(lines)
 
 
-def load(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+def load(
+    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+) -> Config:
     """Defaults ← ``base`` (e.g. a checkpoint's config) ← TOML file ← ``key=value`` overrides."""
     raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items()}
     if path is not None:
@@ -184,7 +190,9 @@ def parse_override(item: str) -> tuple[str, str, Any]:
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. inner.steps=3")
     key, _, value = item.partition("=")
     if key.count(".") != 1:
-        raise ConfigError(f"override key {key!r} must be section.key, e.g. meta.algorithm; sections: {', '.join(SECTIONS)}")
+        raise ConfigError(
+            f"override key {key!r} must be section.key, e.g. meta.algorithm; sections: {', '.join(SECTIONS)}"
+        )
     section, name = key.strip().split(".")
     _check_section(section)
     try:
@@ -198,7 +206,9 @@ def _check_section(section: str) -> type:
     if section not in SECTIONS:
         close = difflib.get_close_matches(section, list(SECTIONS), n=1)
         hint = f"; did you mean [{close[0]}]?" if close else ""
-        raise ConfigError(f"unknown config section [{section}]{hint} (valid: {', '.join(SECTIONS)})")
+        raise ConfigError(
+            f"unknown config section [{section}]{hint} (valid: {', '.join(SECTIONS)})"
+        )
     return SECTIONS[section]
 
 
@@ -224,7 +234,9 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         ok = True
     if not ok:
         want = getattr(tp, "__name__", str(tp))
-        raise ConfigError(f"config key {name} must be {want}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(
+            f"config key {name} must be {want}, got {value!r} ({type(value).__name__})"
+        )
     return value
 
 

@@ -56,9 +56,13 @@ class InnerConfig:
             raise ConfigError(f"inner.steps must be >= 0, got {self.steps}")
         for key in ("lr_g", "lr_d"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"inner.{key} must be a positive learning rate, got {getattr(self, key)}")
+                raise ConfigError(
+                    f"inner.{key} must be a positive learning rate, got {getattr(self, key)}"
+                )
         if self.method not in INNER_METHODS:
-            raise ConfigError(f"inner.method must be one of {', '.join(INNER_METHODS)}, got {self.method!r}")
+            raise ConfigError(
+                f"inner.method must be one of {', '.join(INNER_METHODS)}, got {self.method!r}"
+            )
         for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"inner.{key} must be >= 0, got {getattr(self, key)}")
@@ -72,7 +76,9 @@ class Noise:
     outer: Tensor  # (T, B, Z): for the outer (query) losses and sample grids
 
     @staticmethod
-    def draw(steps: int, tasks: int, batch: int, z_dim: int, *, generator: torch.Generator, device="cpu") -> Noise:
+    def draw(
+        steps: int, tasks: int, batch: int, z_dim: int, *, generator: torch.Generator, device="cpu"
+    ) -> Noise:
         z = torch.randn(steps + 1, tasks, batch, z_dim, generator=generator)
         z = z.to(device)
         return Noise(inner=z[:steps], outer=z[steps])
@@ -106,7 +112,9 @@ class Engine:
         self.cfg = cfg
 
     # -- per-task objectives, written against "apply D to x" callables -------------------------
-    def d_objective(self, d_apply: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    def d_objective(
+        self, d_apply: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor
+    ) -> Tensor:
         """L_D for one task: real (K, C, H, W), fake (B, C, H, W) -> ()."""
         loss = self.loss.d_loss(d_apply(real), d_apply(fake))
         if self.cfg.r1_gamma > 0:
@@ -168,9 +176,13 @@ class BatchedEngine(Engine):
             for s in range(steps):
                 z = noise[s]
                 gd, ld = grad_d(*_inputs(create_graph, theta_d, theta_g), support, z)
-                theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d, step=s + 1, **kw)
+                theta_d, state_d = ops.inner_step(
+                    theta_d, gd, lr_d, state=state_d, step=s + 1, **kw
+                )
                 gg, lg = grad_g(*_inputs(create_graph, theta_g, theta_d), z)
-                theta_g, state_g = ops.inner_step(theta_g, gg, lr_g, state=state_g, step=s + 1, **kw)
+                theta_g, state_g = ops.inner_step(
+                    theta_g, gg, lr_g, state=state_g, step=s + 1, **kw
+                )
                 losses_d.append(ld)
                 losses_g.append(lg)
         return Adapted(theta_g, theta_d, _stack(losses_d, theta_g), _stack(losses_g, theta_g))
@@ -209,7 +221,12 @@ class SequentialEngine(Engine):
             p = params[name]
             lr_t = lr[off : off + n] if isinstance(lr, Tensor) and lr.dim() == 1 else lr
             new, new_states[name] = ops.inner_step(
-                p.reshape(1, n), g.reshape(1, n), lr_t, state=states.get(name), step=step, **self.step_kwargs()
+                p.reshape(1, n),
+                g.reshape(1, n),
+                lr_t,
+                state=states.get(name),
+                step=step,
+                **self.step_kwargs(),
             )
             out[name] = new.view(p.shape)
         return out, new_states
@@ -220,7 +237,9 @@ class SequentialEngine(Engine):
         for s in range(steps):
             z = noise[s]
             leaves_d = _leaves(pd, create_graph)
-            fake = self._apply(self.G, _leaves(pg, create_graph) if create_graph else _detached(pg))(z)
+            fake = self._apply(
+                self.G, _leaves(pg, create_graph) if create_graph else _detached(pg)
+            )(z)
             ld = self.d_objective(self._apply(self.D, leaves_d), support, fake)
             gd = torch.autograd.grad(ld, list(leaves_d.values()), create_graph=create_graph)
             pd, st_d = self._update(self.D, pd if track else _detached(pd), gd, lr_d, st_d, s + 1)
@@ -235,7 +254,19 @@ class SequentialEngine(Engine):
         flat_d = torch.cat([pd[n].reshape(-1) for n in self.D.spec.names])
         return flat_g, flat_d, lds, lgs
 
-    def adapt(self, theta_g, theta_d, support, noise, *, lr_g, lr_d, track=False, create_graph=False, steps=None) -> Adapted:
+    def adapt(
+        self,
+        theta_g,
+        theta_d,
+        support,
+        noise,
+        *,
+        lr_g,
+        lr_d,
+        track=False,
+        create_graph=False,
+        steps=None,
+    ) -> Adapted:
         steps = noise.shape[0] if steps is None else steps
         if not track:
             theta_g, theta_d = theta_g.detach(), theta_d.detach()
@@ -245,7 +276,15 @@ class SequentialEngine(Engine):
                 lr_gt = lr_g[t] if isinstance(lr_g, Tensor) and lr_g.dim() == 2 else lr_g
                 lr_dt = lr_d[t] if isinstance(lr_d, Tensor) and lr_d.dim() == 2 else lr_d
                 fg, fd, ld, lg = self._adapt_one(
-                    theta_g[t], theta_d[t], support[t], noise[:, t], lr_gt, lr_dt, track, create_graph, steps
+                    theta_g[t],
+                    theta_d[t],
+                    support[t],
+                    noise[:, t],
+                    lr_gt,
+                    lr_dt,
+                    track,
+                    create_graph,
+                    steps,
                 )
                 if not track:
                     fg, fd = fg.detach(), fd.detach()
@@ -253,7 +292,9 @@ class SequentialEngine(Engine):
                 rows_d.append(fd)
                 lds.append(torch.stack(ld) if ld else theta_g.new_zeros(0))
                 lgs.append(torch.stack(lg) if lg else theta_g.new_zeros(0))
-        return Adapted(torch.stack(rows_g), torch.stack(rows_d), torch.stack(lds, 1), torch.stack(lgs, 1))
+        return Adapted(
+            torch.stack(rows_g), torch.stack(rows_d), torch.stack(lds, 1), torch.stack(lgs, 1)
+        )
 
     def outer_losses(self, theta_g, theta_d, query, z):
         lds, lgs = [], []
@@ -298,7 +339,10 @@ def _leaves(params: dict[str, Tensor], keep_graph: bool) -> dict[str, Tensor]:
     alternating step; differentiating w.r.t. the tensors themselves would wrongly add that path.)
     """
     if keep_graph:
-        return {n: p.clone() if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()}
+        return {
+            n: p.clone() if p.requires_grad else p.detach().requires_grad_()
+            for n, p in params.items()
+        }
     return {n: p.detach().requires_grad_() for n, p in params.items()}
 
 

@@ -40,7 +40,9 @@ class ArchConfig:
             )
         for key in ("channels", "z_dim", "width"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"arch {key} must be a positive integer, got {getattr(self, key)}")
+                raise ConfigError(
+                    f"arch {key} must be a positive integer, got {getattr(self, key)}"
+                )
 
 
 @dataclass

@@ -128,7 +128,9 @@ def load(
         found_names.add(name)
         if name in disabled:
             continue
-        info = PluginInfo(name=name, dist=None, version=None, module=getattr(obj, "__name__", repr(obj)))
+        info = PluginInfo(
+            name=name, dist=None, version=None, module=getattr(obj, "__name__", repr(obj))
+        )
         infos.append(info)
         candidates.append((info, obj))
 
@@ -154,7 +156,9 @@ def load(
             hint = f" (did you mean {close[0]}?)" if close else ""
             info.error = f"implements unknown hook {bad!r}{hint}; valid hooks: {', '.join(HOOKS)}"
             continue
-        info.hooks = sorted(h for h in HOOKS if pm.parse_hookimpl_opts(obj, h) is not None)
+        info.hooks = sorted(
+            h for h in HOOKS if hasattr(obj, h) and pm.parse_hookimpl_opts(obj, h) is not None
+        )
     pm.check_pending()  # everything left must match a spec
 
     regs = Registries(

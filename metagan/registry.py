@@ -47,7 +47,11 @@ class Registry:
 
     def add(self, name: str, obj: Any, *, description: str = "") -> None:
         """Register ``obj`` under ``name``; a name already taken raises naming both plugins."""
-        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+        if (
+            not isinstance(name, str)
+            or not name
+            or not name.replace("_", "").replace("-", "").isalnum()
+        ):
             raise PluginError(
                 f"plugin {self._origin.plugin!r} registered an invalid {self.kind} name {name!r}; "
                 "names are non-empty and use letters, digits, '-' and '_'"

@@ -30,7 +30,9 @@ class Session:
         loss = regs.losses.get(cfg.model.loss)
         self.dataset_cls = regs.datasets.get(cfg.data.dataset)
         self.device = _device(cfg.run.device)
-        self.arch_cfg = ArchConfig(image_size=cfg.data.image_size, z_dim=cfg.model.z_dim, width=cfg.model.width)
+        self.arch_cfg = ArchConfig(
+            image_size=cfg.data.image_size, z_dim=cfg.model.z_dim, width=cfg.model.width
+        )
         torch.manual_seed(cfg.run.seed)  # the initialisation depends on the seed only
         pair = build(self.arch_cfg)
         pair.generator.to(self.device)
@@ -47,12 +49,16 @@ class Session:
         g = self.engine.G.init_flat()
         d = self.engine.D.init_flat()
         params = {"g": g, "d": d, **self.algorithm.extra_parameters(g, d)}
-        return {k: torch.nn.Parameter(v.detach().clone().to(self.device)) for k, v in params.items()}
+        return {
+            k: torch.nn.Parameter(v.detach().clone().to(self.device)) for k, v in params.items()
+        }
 
     def load_params(self, path: str | Path, ckpt: dict) -> dict[str, Tensor]:
         fresh = self.init_params()
         checkpoint.check_params(path, ckpt, fresh, self.cfg.model.arch)
-        return {k: torch.nn.Parameter(ckpt["params"][k].to(self.device, fresh[k].dtype)) for k in fresh}
+        return {
+            k: torch.nn.Parameter(ckpt["params"][k].to(self.device, fresh[k].dtype)) for k in fresh
+        }
 
     # -- data ------------------------------------------------------------------------------
     @functools.cached_property
@@ -62,12 +68,19 @@ class Session:
 
     @functools.cached_property
     def cache(self) -> ImageCache:
-        return ImageCache(self.dataset, image_size=self.cfg.data.image_size, invert=self.cfg.data.invert)
+        return ImageCache(
+            self.dataset, image_size=self.cfg.data.image_size, invert=self.cfg.data.invert
+        )
 
     @functools.cached_property
     def split(self) -> tuple[list[int], list[int]]:
         d = self.cfg.data
-        return split_classes(self.dataset, test_fraction=d.test_fraction, test_groups=d.test_groups or None, seed=d.seed)
+        return split_classes(
+            self.dataset,
+            test_fraction=d.test_fraction,
+            test_groups=d.test_groups or None,
+            seed=d.seed,
+        )
 
     def sampler(self, which: str, *, queries: int | None = None) -> TaskSampler:
         d = self.cfg.data
@@ -85,7 +98,8 @@ class Session:
         c = self.cfg
         return [
             f"metagan {__version__}, torch {torch.__version__}, device {self.device}",
-            f"plugins: {plugs}" + (f" (disabled: {', '.join(regs.disabled)})" if regs.disabled else ""),
+            f"plugins: {plugs}"
+            + (f" (disabled: {', '.join(regs.disabled)})" if regs.disabled else ""),
             f"ops backend: {ops.backend_info()}",
             f"engine: {c.run.engine}; algorithm: {c.meta.algorithm}; arch: {c.model.arch} ({self.engine.G.spec.numel} + "
             f"{self.engine.D.spec.numel} params); dataset: {c.data.dataset}; loss: {c.model.loss}",
@@ -98,5 +112,7 @@ def _device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"run.device {name!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device is cuda but no CUDA GPU is available to this torch; use run.device=cpu")
+        raise ConfigError(
+            "run.device is cuda but no CUDA GPU is available to this torch; use run.device=cpu"
+        )
     return dev

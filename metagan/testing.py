@@ -40,7 +40,10 @@ def metagan_load():
     """``metagan_load(*plugin_objects) -> Registries`` with entry-point discovery off."""
 
     def load(*objs):
-        return plugins.load(entry_points=False, extra=[(getattr(o, "__name__", f"p{i}"), o) for i, o in enumerate(objs)])
+        return plugins.load(
+            entry_points=False,
+            extra=[(getattr(o, "__name__", f"p{i}"), o) for i, o in enumerate(objs)],
+        )
 
     return load
 
@@ -56,11 +59,19 @@ def check_architecture(build, *, image_size: int = 28, z_dim: int = 16, tasks: i
     theta += 0.01 * torch.randn_like(theta)
     z = torch.randn(tasks, 4, z_dim)
     x = vmap(G)(theta, z)
-    assert x.shape == (tasks, 4, 1, image_size, image_size), f"generator output shape {tuple(x.shape)}"
-    assert torch.isfinite(x).all() and x.abs().max() <= 1.0, "generator output must be finite and in [-1, 1]"
-    torch.testing.assert_close(x[1], G(theta[1], z[1]), msg="generator output depends on other tasks")
+    assert x.shape == (tasks, 4, 1, image_size, image_size), (
+        f"generator output shape {tuple(x.shape)}"
+    )
+    assert torch.isfinite(x).all() and x.abs().max() <= 1.0, (
+        "generator output must be finite and in [-1, 1]"
+    )
+    torch.testing.assert_close(
+        x[1], G(theta[1], z[1]), msg="generator output depends on other tasks"
+    )
     logits = vmap(D)(D.init_flat().expand(tasks, -1), x)
-    assert logits.shape == (tasks, 4), f"discriminator output shape {tuple(logits.shape)}, want (T, B)"
+    assert logits.shape == (tasks, 4), (
+        f"discriminator output shape {tuple(logits.shape)}, want (T, B)"
+    )
 
 
 def check_algorithm(cls, *, build=None, steps: int = 2, tasks: int = 3) -> None:
@@ -80,7 +91,10 @@ def check_algorithm(cls, *, build=None, steps: int = 2, tasks: int = 3) -> None:
         algo = cls(meta=MetaConfig(), inner=cfg)
         engines = [E(pair, _NS, cfg) for E in (BatchedEngine, SequentialEngine)]
         g0, d0 = engines[0].G.init_flat(), engines[0].D.init_flat()
-        params = {k: nn.Parameter(v.clone()) for k, v in {"g": g0, "d": d0, **algo.extra_parameters(g0, d0)}.items()}
+        params = {
+            k: nn.Parameter(v.clone())
+            for k, v in {"g": g0, "d": d0, **algo.extra_parameters(g0, d0)}.items()
+        }
         gen = torch.Generator().manual_seed(0)
         batch = TaskBatch(
             support=torch.rand(tasks, 2, 1, 28, 28, generator=gen) * 2 - 1,
@@ -89,7 +103,9 @@ def check_algorithm(cls, *, build=None, steps: int = 2, tasks: int = 3) -> None:
         )
         noise = Noise.draw(steps, tasks, 2, 8, generator=gen)
         a, b = (algo.step(params, batch, noise, e) for e in engines)
-        assert a.grads is not None and set(a.grads) == set(params), "meta-gradients must cover every meta-parameter"
+        assert a.grads is not None and set(a.grads) == set(params), (
+            "meta-gradients must cover every meta-parameter"
+        )
         for k in params:
             assert torch.isfinite(a.grads[k]).all(), f"non-finite meta-gradient for {k}"
             torch.testing.assert_close(a.grads[k], b.grads[k], msg=f"batched != sequential for {k}")

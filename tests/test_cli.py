@@ -36,7 +36,9 @@ def test_resume_continues_exactly(tmp_path):
     assert code == 0
     code, part = train(tmp_path, "--algorithm", "fomaml", "--iterations", "2", name="part")
     assert code == 0
-    code = main(["train", "--resume", str(part / "checkpoint.pt"), "--iterations", "4", "--out", str(part)])
+    code = main(
+        ["train", "--resume", str(part / "checkpoint.pt"), "--iterations", "4", "--out", str(part)]
+    )
     assert code == 0
     a = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
@@ -76,13 +78,36 @@ def test_adapt_to_user_images_and_sample(trained, tmp_path, capsys):
     out = tmp_path / "adapted"
     assert main(["adapt", "--checkpoint", str(trained), "--images", str(imgs), "--shots", "3",
                  "--steps", "2", "--num", "5", "--out", str(out)]) == 0  # fmt: skip
-    assert sorted(p.name for p in out.glob("sample_*.png")) == [f"sample_{i:03d}.png" for i in range(5)]
+    assert sorted(p.name for p in out.glob("sample_*.png")) == [
+        f"sample_{i:03d}.png" for i in range(5)
+    ]
     grid = Image.open(out / "grid.png")
     assert grid.size[0] > grid.size[1]  # one row: shots then samples
     assert "grid" in capsys.readouterr().out
     out2 = tmp_path / "unseen"
-    assert main(["adapt", "--checkpoint", str(trained), "--unseen", "2", "--num", "3", "--out", str(out2)]) == 0
+    assert (
+        main(
+            [
+                "adapt",
+                "--checkpoint",
+                str(trained),
+                "--unseen",
+                "2",
+                "--num",
+                "3",
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     assert len(list(out2.glob("*/sample_*.png"))) == 6
+    # adapting with other inner settings than trained: only inner.* may change
+    out4 = tmp_path / "lower_lr"
+    assert main(["adapt", "--checkpoint", str(trained), "--unseen", "2", "--num", "3", "--out", str(out4), "inner.lr_g=0.001"]) == 0
+    assert (out4 / "adapt.txt").is_file()
+    assert main(["adapt", "--checkpoint", str(trained), "--unseen", "2", "--out", str(tmp_path / "no"), "model.arch=mlp"]) == 2
+    assert not (tmp_path / "no").exists()
     out3 = tmp_path / "sampled"
     assert main(["sample", "--checkpoint", str(trained), "--num", "4", "--out", str(out3)]) == 0
     assert len(list(out3.glob("sample_*.png"))) == 4
@@ -182,7 +207,9 @@ def test_bench_smoke(tmp_path, capsys):
         assert r["sec_per_iter"] > 0 and r["peak_mem_mb"] > 0 and r["matmul_gflops"] > 0
         assert r["gflop_per_iter"] > 0 and r["speedup_vs_sequential"] > 0
     # the sequential loop does the same work per task: twice the tasks, twice the FLOPs
-    seq = {(r["algorithm"], r["tasks"]): r["gflop_per_iter"] for r in rows if r["mode"] == "sequential"}
+    seq = {
+        (r["algorithm"], r["tasks"]): r["gflop_per_iter"] for r in rows if r["mode"] == "sequential"
+    }
     for a in ("fomaml", "maml"):
         assert seq[(a, 2)] == pytest.approx(2 * seq[(a, 1)], rel=0.01)
     table = capsys.readouterr().out

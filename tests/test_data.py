@@ -17,9 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from metagan_builtin.datasets.folder import FolderDataset
-from metagan_builtin.datasets.glyphs import _DISTINCT, GlyphsDataset, _thumbnail
-from metagan_builtin.datasets.omniglot import OmniglotDataset
 from PIL import Image
 
 from metagan.data import download
@@ -27,6 +24,9 @@ from metagan.data.base import ClassDataset, ClassRef
 from metagan.data.images import read_image_dir, save_grid, to_pil, to_tensor
 from metagan.data.tasks import ImageCache, TaskSampler, split_classes
 from metagan.errors import CheckpointError, ConfigError, DataError
+from metagan_builtin.datasets.folder import FolderDataset
+from metagan_builtin.datasets.glyphs import _DISTINCT, GlyphsDataset, _thumbnail
+from metagan_builtin.datasets.omniglot import OmniglotDataset
 
 SMALL1 = Path(__file__).resolve().parents[1].parent / "shared" / "omniglot"
 SMALL1 = SMALL1 / "images_background_small1.zip"
@@ -599,7 +599,6 @@ def test_download_errors(tmp_path, monkeypatch):
 
 def test_builtin_datasets_plugin_registers_all_three():
     import metagan_builtin.datasets as plugin
-
     from metagan import plugins
 
     regs = plugins.load(extra=[("datasets", plugin)], entry_points=False)

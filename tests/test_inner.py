@@ -34,7 +34,9 @@ def engines(registries, cfg, arch="dcgan"):
 @pytest.mark.parametrize("method", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_batched_adapt_equals_sequential(registries, float64, method, arch):
-    cfg = InnerConfig(steps=3, lr_g=0.05, lr_d=0.07, method=method, r1_gamma=0.5 if arch == "mlp" else 0.0)
+    cfg = InnerConfig(
+        steps=3, lr_g=0.05, lr_d=0.07, method=method, r1_gamma=0.5 if arch == "mlp" else 0.0
+    )
     batched, seq = engines(registries, cfg, arch)
     batch = make_batch()
     noise = Noise.draw(3, 3, 2, 8, generator=torch.Generator().manual_seed(1))
@@ -106,7 +108,9 @@ def test_maml_meta_gradient_matches_finite_differences(registries, float64, engi
 
     def outer(gv, dv):
         with torch.no_grad():
-            ad = engine.adapt(rows(gv, T), rows(dv, T), batch.support, noise.inner, lr_g=0.3, lr_d=0.4)
+            ad = engine.adapt(
+                rows(gv, T), rows(dv, T), batch.support, noise.inner, lr_g=0.3, lr_d=0.4
+            )
             ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer)
         return ld.mean(), lg.mean()
 
@@ -124,7 +128,9 @@ def test_maml_meta_gradient_matches_finite_differences(registries, float64, engi
     torch.testing.assert_close(res.grads["d"], fd_d, atol=1e-7, rtol=1e-5)
     torch.testing.assert_close(res.grads["g"], fd_g, atol=1e-7, rtol=1e-5)
     # and it is truly second order: the first-order estimate differs
-    fo = registries.algorithms.get("fomaml")(meta=MetaConfig(), inner=cfg).step(params, batch, noise, engine)
+    fo = registries.algorithms.get("fomaml")(meta=MetaConfig(), inner=cfg).step(
+        params, batch, noise, engine
+    )
     assert not torch.allclose(fo.grads["d"], fd_d, atol=1e-5)
 
 

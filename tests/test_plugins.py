@@ -20,7 +20,9 @@ def plugin(**hooks):
 def test_builtins_arrive_through_entry_points(registries):
     assert {"glyphs", "omniglot", "folder"} <= set(registries.datasets.names())
     assert {"dcgan", "mlp"} <= set(registries.architectures.names())
-    assert {"maml", "fomaml", "reptile", "metasgd", "finetune", "scratch"} <= set(registries.algorithms.names())
+    assert {"maml", "fomaml", "reptile", "metasgd", "finetune", "scratch"} <= set(
+        registries.algorithms.names()
+    )
     assert {"nonsaturating", "hinge"} <= set(registries.losses.names())
     e = registries.algorithms.entry("reptile")
     assert e.plugin == "algorithms" and e.dist == "metagan" and e.version
@@ -37,7 +39,10 @@ def test_unknown_name_suggests_close_matches(registries):
 def test_duplicate_name_names_both_plugins():
     a = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
     b = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
-    with pytest.raises(PluginError, match=r"'same' is registered twice: by plugin '(first|second)'.*plugin '(first|second)'"):
+    with pytest.raises(
+        PluginError,
+        match=r"'same' is registered twice: by plugin '(first|second)'.*plugin '(first|second)'",
+    ):
         plugins.load(entry_points=False, extra=[("first", a), ("second", b)])
 
 
@@ -51,7 +56,9 @@ def test_failing_plugin_does_not_take_others_down():
     regs = plugins.load(entry_points=False, extra=[("good", good), ("bad", bad)])
     assert regs.losses.names() == ["fine"]  # the failing plugin's partial entries are removed
     (line,) = plugins.failure_lines(regs)
-    assert 'plugin "bad"' in line and "RuntimeError: kaput" in line and "--disable-plugin bad" in line
+    assert (
+        'plugin "bad"' in line and "RuntimeError: kaput" in line and "--disable-plugin bad" in line
+    )
 
 
 def test_misspelt_hook_is_an_error():
@@ -90,8 +97,9 @@ def test_registry_listing_and_invalid_names():
 
 
 def test_every_hook_is_documented():
-    import metagan.hookspecs as hs
     from pathlib import Path
+
+    import metagan.hookspecs as hs
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     for name in plugins.HOOKS:

@@ -20,7 +20,6 @@ parameter (Meta-SGD); ``(T, P)``; or explicitly ``(T, 1)`` / ``(1, P)``. When ``
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import numbers
 
 import torch
@@ -35,9 +34,17 @@ from metagan.ops._checks import (
     shape,
 )
 
-__all__ = ["inner_step", "backend", "backend_info", "reference_only", "InnerStepInputError", "METHODS"]
+__all__ = [
+    "inner_step",
+    "backend",
+    "backend_info",
+    "reference_only",
+    "InnerStepInputError",
+    "METHODS",
+]
 
-_REFERENCE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("metagan_reference_only", default=False)
+# A plain global, not a ContextVar: torch.compile cannot trace ContextVar.get.
+_reference_only = False
 
 
 @contextlib.contextmanager
@@ -45,11 +52,13 @@ def reference_only():
     """Within the block, :func:`inner_step` runs the pure-PyTorch reference on every device,
     bypassing compiled kernels: for side-by-side timings (``metagan bench``) and A/B tests of
     the fused kernel inside one process (``METAGAN_OPS=reference`` does it process-wide)."""
-    token = _REFERENCE_ONLY.set(True)
+    global _reference_only
+    before, _reference_only = _reference_only, True
     try:
         yield
     finally:
-        _REFERENCE_ONLY.reset(token)
+        _reference_only = before
+
 
 # Import order matters: the compiled schema (if any) must load before Python would define it.
 _extension.load_prebuilt()
@@ -185,7 +194,7 @@ def inner_step(
         None if max_grad_norm is None else float(max_grad_norm),
     )
     check_op_args(*args)  # same MetaganError messages on every device
-    if _REFERENCE_ONLY.get():
+    if _reference_only:
         new_p, n1, n2 = reference.inner_step_reference(*args)  # plain autograd, no custom op
     else:
         new_p, n1, n2 = torch.ops.metagan.inner_step(*args)

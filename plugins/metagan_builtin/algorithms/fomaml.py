@@ -16,7 +16,14 @@ class FOMAML(Algorithm):
         T = batch.support.shape[0]
         lr_g, lr_d = self.inner_lrs(params)
         with torch.no_grad():
-            ad = engine.adapt(rows(params["g"], T), rows(params["d"], T), batch.support, noise.inner, lr_g=lr_g, lr_d=lr_d)
+            ad = engine.adapt(
+                rows(params["g"], T),
+                rows(params["d"], T),
+                batch.support,
+                noise.inner,
+                lr_g=lr_g,
+                lr_d=lr_d,
+            )
         gg, gd, lg, ld = engine.task_grads(ad.theta_g, ad.theta_d, batch.query, noise.outer)
         finite = ad.finite & torch.isfinite(lg) & torch.isfinite(ld)
         finite &= torch.isfinite(gg).all(1) & torch.isfinite(gd).all(1)

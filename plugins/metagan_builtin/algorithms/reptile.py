@@ -18,7 +18,12 @@ class Reptile(Algorithm):
         g0, d0 = params["g"].detach(), params["d"].detach()
         lr_g, lr_d = self.inner_lrs(params)
         with torch.no_grad():
-            ad = engine.adapt(rows(g0, T), rows(d0, T), batch.support, noise.inner, lr_g=lr_g, lr_d=lr_d)
+            ad = engine.adapt(
+                rows(g0, T), rows(d0, T), batch.support, noise.inner, lr_g=lr_g, lr_d=lr_d
+            )
         grads = {"g": g0 - ad.theta_g.mean(0), "d": d0 - ad.theta_d.mean(0)}
-        stats = {"inner_loss_d": mean_task_loss(ad.loss_d), "inner_loss_g": mean_task_loss(ad.loss_g)}
+        stats = {
+            "inner_loss_d": mean_task_loss(ad.loss_d),
+            "inner_loss_g": mean_task_loss(ad.loss_g),
+        }
         return MetaResult(grads, ad.finite, stats)

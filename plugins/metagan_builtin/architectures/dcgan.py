@@ -29,13 +29,20 @@ class Generator(nn.Module):
         self.fc = nn.Linear(cfg.z_dim, ch[0] * self.base * self.base)
         self.norm0 = nn.GroupNorm(_groups(ch[0]), ch[0])
         layers: list[nn.Module] = []
+        # Nearest upsampling + 3x3 conv rather than strided transposed convs: no checkerboard
+        # artefacts (Odena et al. 2016), which thin strokes on a flat background make obvious.
         for i in range(ups - 1):
             layers += [
-                nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1),
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(ch[i], ch[i + 1], 3, padding=1),
                 nn.GroupNorm(_groups(ch[i + 1]), ch[i + 1]),
                 nn.ReLU(),
             ]
-        layers += [nn.ConvTranspose2d(ch[ups - 1], cfg.channels, 4, stride=2, padding=1), nn.Tanh()]
+        layers += [
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(ch[ups - 1], cfg.channels, 3, padding=1),
+            nn.Tanh(),
+        ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, z) -> (B, C, H, W)

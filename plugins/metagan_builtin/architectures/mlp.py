@@ -19,7 +19,9 @@ class Generator(nn.Module):
         super().__init__()
         self.shape = (cfg.channels, cfg.image_size, cfg.image_size)
         out = cfg.channels * cfg.image_size**2
-        self.net = nn.Sequential(nn.Linear(cfg.z_dim, HIDDEN), nn.LeakyReLU(0.2), nn.Linear(HIDDEN, out), nn.Tanh())
+        self.net = nn.Sequential(
+            nn.Linear(cfg.z_dim, HIDDEN), nn.LeakyReLU(0.2), nn.Linear(HIDDEN, out), nn.Tanh()
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, z) -> (B, C, H, W)
         return self.net(z).view(z.shape[0], *self.shape)

@@ -19,8 +19,14 @@ class HalfReptile(Algorithm):
         T = batch.support.shape[0]
         g0, d0 = params["g"].detach(), params["d"].detach()
         with torch.no_grad():
-            ad = engine.adapt(rows(g0, T), rows(d0, T), batch.support, noise.inner,
-                              lr_g=self.inner.lr_g, lr_d=self.inner.lr_d)
+            ad = engine.adapt(
+                rows(g0, T),
+                rows(d0, T),
+                batch.support,
+                noise.inner,
+                lr_g=self.inner.lr_g,
+                lr_d=self.inner.lr_d,
+            )
         grads = {"g": 0.5 * (g0 - ad.theta_g.mean(0)), "d": 0.5 * (d0 - ad.theta_d.mean(0))}
         return MetaResult(grads, ad.finite, {"inner_loss_d": float(ad.loss_d.mean())})
 
@@ -51,4 +57,6 @@ def metagan_register_algorithms(registry):
 
 @hookimpl
 def metagan_register_architectures(registry):
-    registry.add("tinymlp", lambda cfg: GanPair(_G(cfg), _D(cfg)), description="one linear layer each")
+    registry.add(
+        "tinymlp", lambda cfg: GanPair(_G(cfg), _D(cfg)), description="one linear layer each"
+    )
