@@ -151,6 +151,14 @@ class BatchedEngine(Engine):
         loss = self.g_objective(lambda x: self.D(theta_d, x), self.G(theta_g, z))
         return loss, loss.detach()
 
+    def _d_loss_on(self, theta_d, real, fake):  # one task, fakes given: (P_D,), (K,...), (B,...)
+        loss = self.d_objective(lambda x: self.D(theta_d, x), real, fake)
+        return loss, loss.detach()
+
+    def _g_loss_on(self, fake, theta_d):  # one task: L_G as a function of the fakes
+        loss = self.g_objective(lambda x: self.D(theta_d, x), fake)
+        return loss, loss.detach()
+
     def adapt(
         self,
         theta_g: Tensor,  # (T, P_G)
@@ -165,8 +173,8 @@ class BatchedEngine(Engine):
         steps: int | None = None,
     ) -> Adapted:
         steps = noise.shape[0] if steps is None else steps
-        grad_d = vmap(grad(self._d_loss, has_aux=True))
-        grad_g = vmap(grad(self._g_loss, has_aux=True))
+        grad_d = vmap(grad(self._d_loss_on, has_aux=True))  # ∇θD L_D for given fakes
+        grad_fake = vmap(grad(self._g_loss_on, has_aux=True))  # ∂L_G/∂fake
         kw = self.step_kwargs()
         if not track:
             theta_g, theta_d = theta_g.detach(), theta_d.detach()
@@ -174,14 +182,23 @@ class BatchedEngine(Engine):
         losses_d, losses_g = [], []
         with torch.set_grad_enabled(track and torch.is_grad_enabled()):
             for s in range(steps):
-                z = noise[s]
-                gd, ld = grad_d(*_inputs(create_graph, theta_d, theta_g), support, z)
+                z = noise[s]  # (T, B, Z)
+                # G runs once per step: its output feeds the D step, and its recorded graph gives
+                # the G step's gradient (θ_G has not changed in between).
+                keep = create_graph and theta_g.requires_grad
+                tg = theta_g if keep else theta_g.detach().requires_grad_()
+                with torch.enable_grad():
+                    fake = vmap(self.G)(tg, z)  # (T, B, C, H, W)
+                fake_in = fake if keep else fake.detach()
+                gd, ld = grad_d(_inputs(create_graph, theta_d)[0], support, fake_in)
                 theta_d, state_d = ops.inner_step(
                     theta_d, gd, lr_d, state=state_d, step=s + 1, **kw
                 )
-                gg, lg = grad_g(*_inputs(create_graph, theta_g, theta_d), z)
+                dfake, lg = grad_fake(fake_in, _inputs(create_graph, theta_d)[0])
+                with torch.enable_grad():
+                    (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
                 theta_g, state_g = ops.inner_step(
-                    theta_g, gg, lr_g, state=state_g, step=s + 1, **kw
+                    theta_g, gg if keep else gg.detach(), lr_g, state=state_g, step=s + 1, **kw
                 )
                 losses_d.append(ld)
                 losses_g.append(lg)

@@ -67,6 +67,7 @@ class FlatSpec:
             self.shapes.append(p.shape)
             self.offsets.append(offset)
             offset += p.numel()
+        self.numels = [math.prod(s) for s in self.shapes]
         self.numel = offset
         if self.numel == 0:
             raise ConfigError(f"{type(module).__name__} has no parameters to meta-learn")
@@ -76,12 +77,15 @@ class FlatSpec:
         return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
-        """Views ``{name: (..., *shape)}`` into ``flat (..., P)``; works under vmap."""
+        """Views ``{name: (..., *shape)}`` into ``flat (..., P)``; works under vmap.
+
+        One ``split`` rather than a ``narrow`` per parameter: the backward of ``split`` is a single
+        ``cat`` of the parameter gradients, whereas each ``narrow`` backward would materialise a
+        zero-filled ``(..., P)`` buffer and add into it (seen: 20% of a CPU meta-iteration).
+        """
         lead = flat.shape[:-1]
-        return {
-            name: flat.narrow(-1, off, math.prod(shape)).view(*lead, *shape)
-            for name, shape, off in zip(self.names, self.shapes, self.offsets)
-        }
+        parts = flat.split(self.numels, dim=-1)
+        return {name: part.view(*lead, *shape) for name, shape, part in zip(self.names, self.shapes, parts)}
 
     def segments(self) -> list[tuple[str, int, int]]:
         """``(name, offset, numel)`` per parameter."""
