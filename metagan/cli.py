@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from metagan import __version__, checkpoint, config, ops, plugins
+from metagan import __version__, checkpoint, config, distributed, ops, plugins
 from metagan.errors import ConfigError, DataError, MetaganError
 
 
@@ -210,11 +210,13 @@ def cmd_train(args, regs) -> int:
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
-    trainer = Trainer(cfg, Session(cfg, regs), resume=args.resume)
+    ctx = distributed.setup(cfg)  # under torchrun: join the group, build on this rank's GPU
+    trainer = Trainer(cfg, Session(ctx.rank_config(cfg), regs), resume=args.resume)
     res = trainer.run(log=_log)
-    print(f"checkpoint: {res.checkpoint}")
-    if res.grid:
-        print(f"samples: {res.grid}")
+    if ctx.is_main:
+        print(f"checkpoint: {res.checkpoint}")
+        if res.grid:
+            print(f"samples: {res.grid}")
     return 0
 
 

@@ -85,7 +85,10 @@ class FlatSpec:
         """
         lead = flat.shape[:-1]
         parts = flat.split(self.numels, dim=-1)
-        return {name: part.view(*lead, *shape) for name, shape, part in zip(self.names, self.shapes, parts)}
+        return {
+            name: part.view(*lead, *shape)
+            for name, shape, part in zip(self.names, self.shapes, parts)
+        }
 
     def segments(self) -> list[tuple[str, int, int]]:
         """``(name, offset, numel)`` per parameter."""

@@ -11,6 +11,7 @@ uninterrupted run would have had.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from metagan import checkpoint
+from metagan import checkpoint, distributed
 from metagan.config import Config
 from metagan.data.images import save_grid
 from metagan.errors import TrainingDiverged
@@ -38,14 +39,22 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, session: Session | None = None, *, resume: str | Path | None = None):
+    def __init__(
+        self, cfg: Config, session: Session | None = None, *, resume: str | Path | None = None
+    ):
         self.cfg = cfg
-        self.s = session or Session(cfg)
+        # -- distributed (torchrun, metagan/distributed.py; one process: the plain path) --------
+        self.dist = distributed.setup(cfg)
+        self.s = distributed.rank_session(self.dist, cfg, session)  # on cuda:LOCAL_RANK
         self.out = Path(cfg.run.out)
         self.step = 0
         self.noise_gen = torch.Generator().manual_seed(cfg.run.seed)
-        ckpt = checkpoint.load(resume) if resume is not None else None
+        # --resume, or run.out's checkpoint after a torchrun restart; read by rank 0, broadcast
+        ckpt, resume = distributed.load_checkpoint(self.dist, cfg, resume, self.out / CHECKPOINT)
+        self.resumed_from = resume
+        # -- end distributed ------------------------------------------------------------------
         self.params = self.s.load_params(resume, ckpt) if ckpt else self.s.init_params()
+        distributed.broadcast_params(self.dist, self.params)
         self.opt = torch.optim.Adam(self.params.values(), lr=cfg.meta.lr, betas=cfg.meta.betas)
         self.train_tasks = self.s.sampler("train") if self.s.algorithm.trains else None
         if ckpt:
@@ -59,12 +68,20 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, log=print) -> TrainResult:
         cfg, s = self.cfg, self.s
+        main = self.dist.is_main  # distributed: rank 0 alone logs and writes files
+        log = log if main else (lambda line: None)
         self.out.mkdir(parents=True, exist_ok=True)
         header = s.header()
         for line in header:
             log(line)
-        with atomic_write(self.out / "config.toml", "w") as f:
-            f.write(cfg.to_toml())
+        d = self.dist
+        if d.enabled:
+            log(f"distributed: {d.world_size} processes ({d.backend}) share each meta-batch")
+        if d.restarts and self.step:
+            log(f"torchrun restart {d.restarts}: resumed {self.resumed_from} at step {self.step}")
+        if main:
+            with atomic_write(self.out / "config.toml", "w") as f:
+                f.write(cfg.to_toml())
         if not s.algorithm.trains:
             log(f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation")
             self._save()
@@ -73,18 +90,47 @@ class Trainer:
 
         metrics_path = self.out / "metrics.jsonl"
         mode = "a" if self.step > 0 and metrics_path.exists() else "w"
+        if mode == "a" and main:  # lines of steps after the checkpoint are redone: drop them
+            distributed.truncate_metrics(metrics_path, self.step)
         T = cfg.meta.tasks
         B = s.engine.fake_batch(cfg.data.shots)
         skips, last, grid = 0, {}, None
-        bar = tqdm(total=cfg.meta.iterations, initial=self.step, disable=not cfg.run.progress, unit="it", dynamic_ncols=True)
-        with open(metrics_path, mode) as mf:
+        bar = tqdm(
+            total=cfg.meta.iterations,
+            initial=self.step,
+            disable=not (cfg.run.progress and main),
+            unit="it",
+            dynamic_ncols=True,
+        )
+        with open(metrics_path if main else os.devnull, mode) as mf:
             t_start, tasks_done = time.perf_counter(), 0
             while self.step < cfg.meta.iterations:
                 batch = self.train_tasks.sample(T)
                 batch = batch.to(s.device)
-                noise = Noise.draw(cfg.inner.steps, T, B, cfg.model.z_dim, generator=self.noise_gen, device=s.device)
-                res = s.algorithm.step(self.params, batch, noise, s.engine)
-                ok = res.grads is not None and all(bool(torch.isfinite(g).all()) for g in res.grads.values())
+                noise = Noise.draw(
+                    cfg.inner.steps,
+                    T,
+                    B,
+                    cfg.model.z_dim,
+                    generator=self.noise_gen,
+                    device=s.device,
+                )
+                if self.dist.enabled:  # distributed: this rank's shard of the tasks, all-reduced
+                    res = distributed.step(
+                        self.dist,
+                        s.algorithm,
+                        self.params,
+                        batch,
+                        noise,
+                        s.engine,
+                        step=self.step + 1,
+                        out=self.out,
+                    )
+                else:
+                    res = s.algorithm.step(self.params, batch, noise, s.engine)
+                ok = res.grads is not None and all(
+                    bool(torch.isfinite(g).all()) for g in res.grads.values()
+                )
                 self.step += 1
                 if ok:
                     skips = 0
@@ -94,13 +140,7 @@ class Trainer:
                     self.opt.zero_grad(set_to_none=True)
                 else:
                     skips += 1
-                    if skips >= cfg.meta.max_skips:
-                        bar.close()
-                        raise TrainingDiverged(
-                            f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
-                            f"losses or meta-gradients; the last good checkpoint {self.out / CHECKPOINT} is "
-                            "intact (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
-                        )
+                diverged = skips >= cfg.meta.max_skips
                 tasks_done += T
                 elapsed = time.perf_counter() - t_start
                 last = {
@@ -111,21 +151,44 @@ class Trainer:
                     "tasks_per_s": round(tasks_done / max(elapsed, 1e-9), 2),
                 }
                 bar.update(1)
-                bar.set_postfix({k: v for k, v in last.items() if k in ("loss_d", "loss_g", "inner_loss_d", "tasks_per_s")})
-                if self.step % cfg.run.log_every == 0 or self.step == cfg.meta.iterations:
+                bar.set_postfix(
+                    {
+                        k: v
+                        for k, v in last.items()
+                        if k in ("loss_d", "loss_g", "inner_loss_d", "tasks_per_s")
+                    }
+                )
+                if (
+                    diverged
+                    or self.step % cfg.run.log_every == 0
+                    or self.step == cfg.meta.iterations
+                ):
                     mf.write(json.dumps(last) + "\n")
                     mf.flush()
-                if ok and (self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.meta.iterations):
+                if diverged:
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
+                        f"losses or meta-gradients; the last good checkpoint {self.out / CHECKPOINT} is "
+                        "intact (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
+                    )
+                if ok and (
+                    self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.meta.iterations
+                ):
                     self._save()
                 if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
                     grid = self.sample_grid()
         bar.close()
-        if self.step == cfg.meta.iterations and (grid is None or cfg.run.sample_every == 0 or self.step % cfg.run.sample_every):
+        if self.step == cfg.meta.iterations and (
+            grid is None or cfg.run.sample_every == 0 or self.step % cfg.run.sample_every
+        ):
             grid = self.sample_grid()
         return TrainResult(self.step, self.out / CHECKPOINT, grid, last)
 
     # -- outputs -----------------------------------------------------------------------------
     def _save(self) -> None:
+        if not self.dist.is_main:
+            return
         state = {
             "config": self.cfg.to_dict(),
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
@@ -138,24 +201,37 @@ class Trainer:
         }
         checkpoint.save(self.out / CHECKPOINT, state)
 
-    def sample_grid(self) -> Path:
-        """Adapt to fixed meta-test classes; one row per class: its shots, then samples."""
+    def sample_grid(self) -> Path | None:
+        """Adapt to fixed meta-test classes; one row per class: its shots, then samples
+        (on rank 0 only; other ranks return None)."""
+        if not self.dist.is_main:
+            return None
         cfg, s = self.cfg, self.s
         test = s.sampler("test", queries=0)
         classes = s.split[1][: cfg.run.sample_classes]
         batch = test.for_classes(classes, seed=cfg.run.seed).to(s.device)
-        rows = adapt_and_sample(s, self.params, batch.support, cfg.run.sample_num, seed=cfg.run.seed)
+        rows = adapt_and_sample(
+            s, self.params, batch.support, cfg.run.sample_num, seed=cfg.run.seed
+        )
         path = self.out / "samples" / f"step_{self.step:06d}.png"
-        save_grid([torch.cat([shots, gen]) for shots, gen in zip(batch.support.cpu(), rows)], path, invert=cfg.data.invert)
+        save_grid(
+            [torch.cat([shots, gen]) for shots, gen in zip(batch.support.cpu(), rows)],
+            path,
+            invert=cfg.data.invert,
+        )
         return path
 
 
-def adapt_and_sample(s: Session, params, shots: torch.Tensor, num: int, *, seed: int, steps: int | None = None) -> torch.Tensor:
+def adapt_and_sample(
+    s: Session, params, shots: torch.Tensor, num: int, *, seed: int, steps: int | None = None
+) -> torch.Tensor:
     """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)."""
     T, K = shots.shape[:2]
     steps = s.cfg.inner.steps if steps is None else steps
     gen = torch.Generator().manual_seed(seed)
-    noise = Noise.draw(steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device)
+    noise = Noise.draw(
+        steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device
+    )
     adapted = s.algorithm.adapt(params, s.engine, shots, noise.inner)
     z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen).to(s.device)
     with torch.no_grad():

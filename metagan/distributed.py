@@ -1,0 +1,368 @@
+"""Multi-process and multi-node meta-training on torch.distributed, launched by torchrun.
+
+``torchrun --nproc-per-node N -m metagan train ...`` starts N copies of the ordinary train
+command; this module is what makes them one run. Without torchrun (no ``WORLD_SIZE`` in the
+environment, or a world of 1) nothing here changes the single-process path.
+
+How a meta-step is split (see :func:`step`):
+
+* every rank draws the SAME meta-batch of T tasks and its noise, from the same seeded
+  TaskSampler and noise generator as a single process would (cheap: image lookups and randn);
+* rank r keeps tasks ``r::W`` (disjoint shards that cover the batch) and runs the algorithm on
+  them (the expensive part: the inner loop and the meta-gradients);
+* the meta-gradients, weighted by each rank's number of kept tasks, are summed across ranks
+  (one all-reduce of the flat buffers) and divided by the total: exactly the mean over all
+  kept tasks that one process computes, so every rank applies the same Adam step and the
+  meta-optimizer states stay identical.
+
+Because the task and noise streams do not depend on the world size, a checkpoint written with
+W processes resumes with any other W, and a run is reproducible for a seed (and, up to float
+summation order, the same as a single-process run).
+
+Rank 0 alone writes the checkpoint, metrics, config and sample grids. After a torchrun restart
+(``--max-restarts``; ``TORCHELASTIC_RESTART_COUNT > 0``) every rank resumes from
+``run.out/checkpoint.pt``, which rank 0 reads and broadcasts, and rank 0 cuts metrics.jsonl back
+to the checkpoint's step so the redone steps are logged once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from metagan import checkpoint
+from metagan.algorithm import Algorithm, MetaResult, select_tasks
+from metagan.config import Config, from_dict
+from metagan.errors import CheckpointError, ConfigError, MetaganError
+from metagan.inner import Engine, Noise
+from metagan.io import atomic_write
+from metagan.session import Session
+
+FAULT_ENV = "METAGAN_FAULT_AT_STEP"  # test-only: the last rank exits at this meta-step, once
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands in the run: rank, world size and the device it computes on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    restarts: int = 0  # TORCHELASTIC_RESTART_COUNT: how often torchrun has restarted the workers
+    device: torch.device | None = None  # this rank's device; None = the config's (one process)
+    backend: str | None = None  # "gloo" (cpu) or "nccl" (cuda); None = no process group
+
+    @property
+    def enabled(self) -> bool:
+        """True when several processes share the meta-batch (a process group exists)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only one that writes files and logs."""
+        return self.rank == 0
+
+    def rank_config(self, cfg: Config) -> Config:
+        """``cfg`` with ``run.device`` set to this rank's device (``cuda`` -> ``cuda:LOCAL_RANK``).
+
+        Only the Session is built from it; checkpoints keep the user's config, so a run started
+        on 8 GPUs resumes on one.
+        """
+        if self.device is None or self.device.type != "cuda":
+            return cfg
+        return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(self.device)))
+
+
+def setup(cfg: Config) -> Context:
+    """Read torchrun's environment and, for a world of more than one, join the process group.
+
+    Backends: gloo when ``run.device`` is cpu, NCCL when it is cuda (each rank on
+    ``cuda:LOCAL_RANK``). Calling it again in the same process returns the same context.
+    """
+    world = _env_int("WORLD_SIZE", 1)
+    restarts = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    if world <= 1:
+        return Context(restarts=restarts)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", rank)
+    if cfg.meta.tasks < world:
+        raise ConfigError(
+            f"meta.tasks={cfg.meta.tasks} is smaller than the {world} processes, so some would get no task; "
+            f"set meta.tasks >= {world} (a multiple of {world} balances the work)"
+        )
+    device = _rank_device(cfg.run.device, local_rank)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        _init_process_group(backend, device, rank, world, restarts)
+        atexit.register(_destroy)
+    return Context(rank, world, local_rank, restarts, device, backend)
+
+
+def _init_process_group(backend: str, device: torch.device, rank: int, world: int, restarts: int):
+    """``init_process_group`` from torchrun's environment, safe after a restart.
+
+    torchrun (torch >= 2.5) hosts one TCPStore in its agent for the whole job, and the process
+    group's keys (each rank's gloo/NCCL address) of the killed attempt are still in it: after
+    ``--max-restarts`` relaunches the workers they may read their peers' old addresses and
+    fail or hang (pytorch/pytorch#135712). On one node every worker sees the same restart
+    count, so the group's keys are put under ``attempt_<count>/``. Across nodes the agents'
+    counts can differ; there the shared store must be switched off
+    (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, which gives every attempt a fresh store).
+    """
+    device_id = device if device.type == "cuda" else None
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not (shared and restarts > 0):
+        dist.init_process_group(backend, device_id=device_id)
+        return
+    if _env_int("GROUP_WORLD_SIZE", 1) > 1:
+        raise ConfigError(
+            "torchrun restarted the workers on several nodes while sharing its TCPStore, which still holds "
+            "the killed attempt's addresses; launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+            "(see docs/distributed.md)"
+        )
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+        timeout=timedelta(minutes=10),
+    )  # fmt: skip
+    prefixed = dist.PrefixStore(f"metagan/attempt_{restarts}/", store)
+    dist.init_process_group(
+        backend, store=prefixed, rank=rank, world_size=world, device_id=device_id
+    )
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}={text!r} must be an integer (is torchrun setting it?)"
+        ) from None
+
+
+def _rank_device(name: str, local_rank: int) -> torch.device:
+    """cpu stays cpu; cuda becomes ``cuda:LOCAL_RANK`` (or cuda:0 where each process sees one GPU)."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"run.device {name!r} is not a device; use cpu or cuda") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise ConfigError(
+            f"distributed training runs on cpu (gloo) or cuda (NCCL), not run.device={name}"
+        )
+    if dev.index is not None:
+        raise ConfigError(
+            f"run.device={name} pins one GPU, but under torchrun each process uses cuda:LOCAL_RANK; set run.device=cuda"
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "run.device is cuda but no CUDA GPU is available to this torch; use run.device=cpu"
+        )
+    count = torch.cuda.device_count()
+    if count == 1:  # e.g. SLURM binding one GPU to each process
+        return torch.device("cuda", 0)
+    if local_rank >= count:
+        raise ConfigError(
+            f"LOCAL_RANK {local_rank} has no GPU of its own: this node shows {count}; "
+            f"start at most {count} processes per node (--nproc-per-node)"
+        )
+    return torch.device("cuda", local_rank)
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# -- start and restart -------------------------------------------------------------------------
+def rank_session(ctx: Context, cfg: Config, session: Session | None = None) -> Session:
+    """The run's Session on this rank's device: ``session`` itself when it is already there,
+    otherwise one built anew from the same plugin registries (cuda -> cuda:LOCAL_RANK)."""
+    local = ctx.rank_config(cfg)
+    if session is None:
+        return Session(local)
+    if local is cfg or session.device == torch.device(local.run.device):
+        return session
+    return Session(local, session.registries)
+
+
+def load_checkpoint(
+    ctx: Context, cfg: Config, resume: str | Path | None, latest: Path
+) -> tuple[dict | None, Path | None]:
+    """The checkpoint this process starts from, and its path (``None, None``: a fresh start).
+
+    ``resume`` (``--resume``) as given, except after a torchrun restart: then ``latest``
+    (``run.out/checkpoint.pt``) when it exists and was written with this very config (a stale
+    checkpoint of another run in the same folder is ignored). With several processes rank 0
+    reads it and broadcasts it, so every rank starts from the same bytes even where a shared
+    filesystem serves ranks stale copies; a bad checkpoint fails on every rank with rank 0's
+    one-line message.
+    """
+    if not ctx.enabled:
+        return _start(ctx, cfg, resume, latest)
+    payload: list = [None]
+    if ctx.is_main:
+        try:
+            ckpt, path = _start(ctx, cfg, resume, latest)
+            payload = [(None if path is None else str(path), ckpt, None)]
+        except MetaganError as exc:
+            payload = [(None, None, str(exc))]
+    dist.broadcast_object_list(payload, src=0)
+    path, ckpt, error = payload[0]
+    if error is not None:
+        raise CheckpointError(error)
+    return ckpt, None if path is None else Path(path)
+
+
+def _start(ctx: Context, cfg: Config, resume, latest: Path) -> tuple[dict | None, Path | None]:
+    if ctx.restarts > 0 and latest.is_file():
+        try:
+            ckpt = checkpoint.load(latest)
+            if from_dict(ckpt["config"]) == cfg:
+                return ckpt, latest
+        except MetaganError:
+            pass  # unreadable or another config: start as launched
+    if resume is None:
+        return None, None
+    return checkpoint.load(resume), Path(resume)
+
+
+def broadcast_params(ctx: Context, params: dict[str, Tensor]) -> None:
+    """Copy rank 0's meta-parameters to every rank (identical already when all start from the
+    same seed or checkpoint; this makes it so whatever the hardware's initialisation does)."""
+    if not ctx.enabled:
+        return
+    with torch.no_grad():
+        for p in params.values():
+            dist.broadcast(p.data, src=0)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the metrics lines of steps <= ``step`` (the checkpoint being resumed).
+
+    Lines are written after a step is applied but the checkpoint may be older; the steps after
+    it are redone on resume and write their lines again, so each step appears exactly once. A
+    torn last line (a crash mid-write) is dropped too.
+    """
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(record, dict) or int(record.get("step", 0)) > step:
+            break
+        keep.append(line)
+    if len(keep) < len(lines):
+        with atomic_write(path, "w") as f:
+            f.write("".join(line + "\n" for line in keep))
+
+
+# -- one meta-step -----------------------------------------------------------------------------
+def shard(tasks: int, rank: int, world_size: int) -> Tensor:
+    """Rank ``rank``'s tasks of a meta-batch of ``tasks``: ``rank::world_size`` as (n,) long."""
+    if tasks < world_size:
+        raise ConfigError(
+            f"a meta-batch of {tasks} tasks cannot give each of {world_size} processes a task"
+        )
+    return torch.arange(rank, tasks, world_size)
+
+
+def step(
+    ctx: Context,
+    algorithm: Algorithm,
+    params: dict[str, Tensor],
+    batch,
+    noise: Noise,
+    engine: Engine,
+    *,
+    step: int,
+    out: Path,
+) -> MetaResult:
+    """The meta-batch's meta-gradients, computed on this rank's shard and all-reduced.
+
+    ``batch`` (T tasks) and ``noise`` are the whole meta-batch, identical on every rank. The
+    result is the same on every rank: ``grads`` is the mean over every rank's kept tasks (None
+    when a rank's recomputation failed or no task is left, so all ranks skip together),
+    ``stats`` the task-weighted means, ``dropped`` the total number of dropped tasks;
+    ``finite`` is this rank's, as :meth:`Algorithm.step` returned it.
+
+    The weighting is exact for algorithms whose meta-gradient and stats are means over tasks
+    (maml, fomaml, reptile, metasgd) and for ``finetune``, whose pooled GAN step averages its
+    loss over images, an equal number per task.
+    """
+    T = batch.support.shape[0]
+    idx = shard(T, ctx.rank, ctx.world_size).to(batch.support.device)  # (n,)
+    n = idx.numel()
+    res = algorithm.step(params, select_tasks(batch, idx), noise.select(idx), engine)
+    _maybe_fault(ctx, step, out)
+    kept = n - res.dropped  # tasks the grads and stats describe
+    has_grads = res.grads is not None and kept > 0
+    failed = res.grads is None and kept > 0  # Algorithm.step's recomputation went non-finite
+    keys = list(params)  # the same order on every rank
+    # (P_total,): Σ over ranks of kept × this rank's mean meta-gradient
+    flat = torch.cat(
+        [
+            (
+                res.grads[k].detach().to(params[k].dtype) * kept
+                if has_grads
+                else torch.zeros_like(params[k])
+            ).reshape(-1)
+            for k in keys
+        ]
+    )
+    names = list(res.stats)
+    stats = torch.tensor([res.stats[k] for k in names], dtype=torch.float64)
+    # counts, then stats weighted by kept tasks, then by all n tasks (used when none is kept)
+    meta = torch.cat([
+        torch.tensor([kept if has_grads else 0, float(failed), res.dropped, kept, n], dtype=torch.float64),
+        stats * kept if kept > 0 else torch.zeros_like(stats),
+        stats * n,
+    ]).to(flat.device)  # fmt: skip
+    dist.all_reduce(flat)
+    dist.all_reduce(meta)
+    meta = meta.cpu()
+    valid, failures, dropped, kept_all, n_all = (float(v) for v in meta[:5])
+    s_kept, s_all = meta[5 : 5 + len(names)], meta[5 + len(names) :]
+    grads = None
+    if valid > 0 and failures == 0:
+        grads, offset = {}, 0
+        for k in keys:
+            size = params[k].numel()
+            grads[k] = (flat[offset : offset + size] / valid).view_as(params[k])
+            offset += size
+    mean = s_kept / kept_all if kept_all > 0 else s_all / n_all
+    return MetaResult(grads, res.finite, dict(zip(names, mean.tolist())), int(dropped))
+
+
+def _maybe_fault(ctx: Context, step: int, out: Path) -> None:
+    """Test-only fault injection: with ``METAGAN_FAULT_AT_STEP=k`` the last rank dies (exit 1,
+    no cleanup) in the middle of meta-step k, between its own computation and the all-reduce,
+    once: a marker file in ``out`` keeps the restarted run from dying again."""
+    at = os.environ.get(FAULT_ENV)
+    if not at or int(at) != step or ctx.rank != ctx.world_size - 1:
+        return
+    marker = Path(out) / f".fault-at-step-{step}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os._exit(1)

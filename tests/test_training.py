@@ -1,0 +1,76 @@
+"""The outer loop's safety nets, and the conformance checks shipped for plugin authors."""
+
+import pytest
+import torch
+
+from metagan import config
+from metagan.algorithm import MetaResult
+from metagan.errors import TrainingDiverged
+from metagan.session import Session
+from metagan.testing import check_algorithm, check_architecture
+from metagan.train import Trainer
+
+TINY = ["model.width=8", "model.z_dim=16", "meta.tasks=2", "inner.steps=1", "data.shots=2",
+        "data.queries=2", "run.progress=false", "run.log_every=1", "run.sample_every=0",
+        "run.checkpoint_every=1", "run.sample_classes=2"]  # fmt: skip
+
+
+def test_consecutive_non_finite_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    cfg = config.load(
+        None,
+        [
+            *TINY,
+            "meta.algorithm=fomaml",
+            "meta.iterations=10",
+            "meta.max_skips=3",
+            f"run.out={tmp_path}",
+        ],
+    )
+    trainer = Trainer(cfg)
+    real_step = trainer.s.algorithm.step
+    calls = {"n": 0}
+
+    def flaky(params, batch, noise, engine):
+        calls["n"] += 1
+        res = real_step(params, batch, noise, engine)
+        if calls["n"] == 2:  # one bad step is skipped and training goes on
+            return MetaResult(
+                {k: torch.full_like(v, float("nan")) for k, v in res.grads.items()}, res.finite
+            )
+        if calls["n"] >= 4:  # from step 4 on every meta-gradient is non-finite
+            return MetaResult(None, torch.zeros_like(res.finite), dropped=res.finite.numel())
+        return res
+
+    trainer.s.algorithm.step = flaky
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"stopped at step 6: 3 consecutive meta-steps .* checkpoint .* is intact",
+    ):
+        trainer.run(log=lambda line: None)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3  # the last step whose meta-update was applied
+    assert all(torch.isfinite(v).all() for v in ckpt["params"].values())
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert ['"skipped": true' in x for x in lines] == [False, True, False, True, True, True]
+
+
+def test_an_applied_meta_step_changes_the_initialisation(tmp_path):
+    cfg = config.load(
+        None, [*TINY, "meta.algorithm=reptile", "meta.iterations=1", f"run.out={tmp_path}"]
+    )
+    s = Session(cfg)
+    before = {k: v.detach().clone() for k, v in s.init_params().items()}
+    Trainer(cfg, s).run(log=lambda line: None)
+    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["params"]
+    for k in before:
+        assert not torch.equal(before[k], after[k]), k
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_builtin_architectures_pass_the_plugin_conformance_check(registries, arch):
+    check_architecture(registries.architectures.get(arch))
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "metasgd", "finetune"])
+def test_builtin_algorithms_pass_the_plugin_conformance_check(registries, name):
+    check_algorithm(registries.algorithms.get(name))
