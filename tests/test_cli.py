@@ -84,59 +84,15 @@ def test_adapt_to_user_images_and_sample(trained, tmp_path, capsys):
     grid = Image.open(out / "grid.png")
     assert grid.size[0] > grid.size[1]  # one row: shots then samples
     assert "grid" in capsys.readouterr().out
+    adapt = ["adapt", "--checkpoint", str(trained), "--unseen", "2", "--num", "3", "--out"]
     out2 = tmp_path / "unseen"
-    assert (
-        main(
-            [
-                "adapt",
-                "--checkpoint",
-                str(trained),
-                "--unseen",
-                "2",
-                "--num",
-                "3",
-                "--out",
-                str(out2),
-            ]
-        )
-        == 0
-    )
+    assert main([*adapt, str(out2)]) == 0
     assert len(list(out2.glob("*/sample_*.png"))) == 6
     # adapting with other inner settings than trained: only inner.* may change
     out4 = tmp_path / "lower_lr"
-    assert (
-        main(
-            [
-                "adapt",
-                "--checkpoint",
-                str(trained),
-                "--unseen",
-                "2",
-                "--num",
-                "3",
-                "--out",
-                str(out4),
-                "inner.lr_g=0.001",
-            ]
-        )
-        == 0
-    )
+    assert main([*adapt, str(out4), "inner.lr_g=0.001"]) == 0
     assert (out4 / "adapt.txt").is_file()
-    assert (
-        main(
-            [
-                "adapt",
-                "--checkpoint",
-                str(trained),
-                "--unseen",
-                "2",
-                "--out",
-                str(tmp_path / "no"),
-                "model.arch=mlp",
-            ]
-        )
-        == 2
-    )
+    assert main([*adapt, str(tmp_path / "no"), "model.arch=mlp"]) == 2
     assert not (tmp_path / "no").exists()
     out3 = tmp_path / "sampled"
     assert main(["sample", "--checkpoint", str(trained), "--num", "4", "--out", str(out3)]) == 0
