@@ -16,6 +16,7 @@ if [ "$DEVICE" = cuda ]; then
 fi
 "$PY" -m metagan plugins 2>&1 | head -3
 timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_engine_cuda.py tests/test_ops_cuda.py 2>&1 | tail -25 | tee "$OUT/pytest_cuda.log"
+[ "$DEVICE" = cuda ] && METAGAN_OPS=jit timeout 300 "$PY" benchmarks/jit_check.py 2>&1 | tee "$OUT/jit.log"
 timeout 60 "$PY" benchmarks/bench_inner_step.py --json "$OUT/bench_inner_step.json" 2>&1 | tee "$OUT/bench_inner_step.log"
 timeout 200 "$PY" -m metagan bench --device "$DEVICE" --algorithm fomaml,maml --tasks ${TASKS:-1,8,32} --repeats ${REPEATS:-5} --warmup 2 2>&1 | tee "$OUT/bench_meta.log"
 timeout 40 "$PY" -m metagan bench --device "$DEVICE" --algorithm fomaml --tasks 128 --modes batched${EXT:-,batched-ext} --repeats 3 --no-flops 2>&1 | tee "$OUT/bench_t128.log"

@@ -1,6 +1,6 @@
 """The compiled CUDA kernel of ``metagan::inner_step`` against the pure-PyTorch reference.
 
-Run on a GPU machine (``bash tests/gpu_check.sh`` does the install first)::
+Run on a GPU machine (``bash benchmarks/gpu_session.sh`` does the install first)::
 
     pytest -m cuda -q tests/test_ops_cuda.py
 
