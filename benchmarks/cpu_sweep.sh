@@ -19,3 +19,8 @@ for px in 32 64; do
 done
 # the largest meta-batches last (batched only: the sequential loop's time is linear in T)
 $MB bench --algorithm fomaml --tasks 64,128 --modes batched --repeats 2 --warmup 1 --json "$OUT/tasks_big.jsonl" | tee "$OUT/tasks_big.md"
+# second-order memory: recomputing each inner step in the backward (inner.recompute) vs keeping it
+for s in 5 10 20; do
+  $MB bench --algorithm maml --tasks 8 --inner-steps $s --modes batched --repeats 2 --no-flops --json "$OUT/keep_$s.jsonl" | tee "$OUT/keep_$s.md"
+  $MB bench --algorithm maml --tasks 8 --inner-steps $s --modes batched --repeats 2 --no-flops --recompute --json "$OUT/recompute_$s.jsonl" | tee "$OUT/recompute_$s.md"
+done

@@ -55,6 +55,7 @@ class Row:
     achieved_gflops: float
     matmul_gflops: float  # the machine's measured rate, same run
     speedup_vs_sequential: float | None = None
+    recompute: bool = False
 
 
 def machine_matmul_gflops(device: torch.device, *, repeats: int = 10) -> float:
@@ -151,6 +152,7 @@ class Workload:
     z_dim: int
     width: int
     device: str
+    recompute: bool = False
 
 
 def make_iteration(registries, w: Workload, engine: str):
@@ -162,7 +164,7 @@ def make_iteration(registries, w: Workload, engine: str):
     )
     pair.generator.to(device)
     pair.discriminator.to(device)
-    inner = InnerConfig(steps=w.inner_steps)
+    inner = InnerConfig(steps=w.inner_steps, recompute=w.recompute)
     meta = MetaConfig(algorithm=w.algorithm, tasks=w.tasks)
     eng = ENGINES[engine](pair, registries.losses.get("nonsaturating"), inner)
     algo = registries.algorithms.get(w.algorithm)(meta=meta, inner=inner)
@@ -236,6 +238,7 @@ def bench_one(
         inner_steps=w.inner_steps, device=w.device, sec_per_iter=med, sec_iqr=q[2] - q[0],
         tasks_per_s=w.tasks / med, inner_steps_per_s=w.tasks * w.inner_steps / med, peak_mem_mb=peak,
         gflop_per_iter=n_flops / 1e9, achieved_gflops=n_flops / med / 1e9, matmul_gflops=matmul_gflops,
+        recompute=w.recompute,
     )  # fmt: skip
 
 
@@ -288,6 +291,7 @@ def run(args, registries) -> int:
                         algorithm=name, tasks=T, arch=args.arch, image_size=args.image_size, shots=args.shots,
                         queries=args.queries, inner_steps=args.inner_steps, z_dim=args.z_dim, width=args.width,
                         device=str(device),
+                        recompute=args.recompute,
                     )  # fmt: skip
                     row = bench_one(registries, w, mode=mode, repeats=args.repeats, warmup=args.warmup,
                                     flops=not args.no_flops, matmul_gflops=mm)  # fmt: skip
@@ -381,6 +385,11 @@ def add_parser(sub, positive) -> None:
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     b.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    b.add_argument(
+        "--recompute",
+        action="store_true",
+        help="second-order algorithms recompute each inner step in the backward (inner.recompute)",
+    )
     b.add_argument(
         "--json",
         nargs="?",

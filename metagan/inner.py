@@ -50,6 +50,10 @@ class InnerConfig:
     max_grad_norm: float = 0.0  # per-task gradient clipping; 0 = off
     fake_batch: int = 0  # fake samples per task and step; 0 = the number of shots K
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇ₓD(x)‖² on real images; 0 = off
+    # Second-order MAML/Meta-SGD: keep only each inner step's inputs and recompute the step
+    # during the meta-backward, so memory no longer grows with activations × steps (costs
+    # about one more forward of every step).
+    recompute: bool = False
 
     def __post_init__(self):
         if self.steps < 0:
@@ -173,36 +177,44 @@ class BatchedEngine(Engine):
         steps: int | None = None,
     ) -> Adapted:
         steps = noise.shape[0] if steps is None else steps
-        grad_d = vmap(grad(self._d_loss_on, has_aux=True))  # ∇θD L_D for given fakes
-        grad_fake = vmap(grad(self._g_loss_on, has_aux=True))  # ∂L_G/∂fake
-        kw = self.step_kwargs()
         if not track:
             theta_g, theta_d = theta_g.detach(), theta_d.detach()
-        state_d = state_g = None
+        state_g, state_d = {}, {}
         losses_d, losses_g = [], []
+        recompute = self.cfg.recompute and create_graph and torch.is_grad_enabled()
         with torch.set_grad_enabled(track and torch.is_grad_enabled()):
             for s in range(steps):
-                z = noise[s]  # (T, B, Z)
-                # G runs once per step: its output feeds the D step, and its recorded graph gives
-                # the G step's gradient (θ_G has not changed in between).
-                keep = create_graph and theta_g.requires_grad
-                tg = theta_g if keep else theta_g.detach().requires_grad_()
-                with torch.enable_grad():
-                    fake = vmap(self.G)(tg, z)  # (T, B, C, H, W)
-                fake_in = fake if keep else fake.detach()
-                gd, ld = grad_d(_inputs(create_graph, theta_d)[0], support, fake_in)
-                theta_d, state_d = ops.inner_step(
-                    theta_d, gd, lr_d, state=state_d, step=s + 1, **kw
-                )
-                dfake, lg = grad_fake(fake_in, _inputs(create_graph, theta_d)[0])
-                with torch.enable_grad():
-                    (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
-                theta_g, state_g = ops.inner_step(
-                    theta_g, gg if keep else gg.detach(), lr_g, state=state_g, step=s + 1, **kw
-                )
+                if recompute:
+                    out = _recomputed_step(self, theta_g, theta_d, state_g, state_d, support,
+                                           noise[s], lr_g, lr_d, s + 1)  # fmt: skip
+                else:
+                    out = self._step(theta_g, theta_d, state_g, state_d, support, noise[s],
+                                     lr_g, lr_d, s + 1, create_graph)  # fmt: skip
+                theta_g, theta_d, state_g, state_d, ld, lg = out
                 losses_d.append(ld)
                 losses_g.append(lg)
         return Adapted(theta_g, theta_d, _stack(losses_d, theta_g), _stack(losses_g, theta_g))
+
+    def _step(self, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step, create_graph):
+        """One alternating inner step of all tasks: D, then G against the updated D."""
+        kw = self.step_kwargs()
+        # G runs once per step: its output feeds the D step, and its recorded graph gives the G
+        # step's gradient (θ_G has not changed in between).
+        keep = create_graph and theta_g.requires_grad
+        tg = theta_g if keep else theta_g.detach().requires_grad_()
+        with torch.enable_grad():
+            fake = vmap(self.G)(tg, z)  # (T, B, C, H, W)
+        fake_in = fake if keep else fake.detach()
+        td = _inputs(create_graph, theta_d)[0]
+        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_in)
+        theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d or None, step=step, **kw)
+        td = _inputs(create_graph, theta_d)[0]
+        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td)
+        with torch.enable_grad():
+            (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
+        gg = gg if keep else gg.detach()
+        theta_g, state_g = ops.inner_step(theta_g, gg, lr_g, state=state_g or None, step=step, **kw)
+        return theta_g, theta_d, state_g, state_d, ld, lg
 
     def outer_losses(self, theta_g, theta_d, query, z) -> tuple[Tensor, Tensor]:
         """Differentiable per-task losses on the query images: ``(L_D (T,), L_G (T,))``."""
@@ -337,6 +349,75 @@ class SequentialEngine(Engine):
 
     def generate(self, theta_g, z):
         return torch.stack([self.G(theta_g[t], z[t]) for t in range(theta_g.shape[0])])
+
+
+class _RecomputedStep(torch.autograd.Function):
+    """One second-order inner step whose insides are not kept: the forward runs it without
+    recording, the backward re-runs it with ``create_graph=True`` and differentiates that.
+
+    (``torch.utils.checkpoint`` cannot do this: its non-reentrant mode relies on saved-tensor
+    hooks, which ``torch.func.grad`` refuses, and its reentrant mode does not support the
+    ``torch.autograd.grad`` call that computes the meta-gradient.)
+    """
+
+    @staticmethod
+    def forward(ctx, run, *inputs):
+        ctx.run = run
+        ctx.save_for_backward(*inputs)
+        with torch.no_grad():  # same values as the second-order step, nothing recorded
+            outs = run(False, *inputs)
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grad_outs):
+        inputs = [x.detach().requires_grad_(x.requires_grad) for x in ctx.saved_tensors]
+        with torch.enable_grad():
+            outs = ctx.run(True, *inputs)
+            pairs = [(o, g) for o, g in zip(outs, grad_outs) if g is not None and o.requires_grad]
+            wrt = [x for x in inputs if x.requires_grad]
+            grads = (
+                torch.autograd.grad(
+                    [o for o, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True
+                )
+                if pairs and wrt
+                else []
+            )
+        it = iter(grads)
+        return (None, *[next(it) if x.requires_grad else None for x in inputs])
+
+
+def _recomputed_step(engine, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step):
+    """:meth:`BatchedEngine._step` (second order) through :class:`_RecomputedStep`: tensors that
+    may carry the meta-graph (parameters, optimizer state, tensor learning rates) are inputs."""
+    keys_g, keys_d = sorted(state_g), sorted(state_d)
+    lrs = [lr for lr in (lr_g, lr_d) if isinstance(lr, Tensor)]
+
+    def run(create_graph, tg, td, *rest):
+        sg = dict(zip(keys_g, rest[: len(keys_g)]))
+        sd = dict(zip(keys_d, rest[len(keys_g) : len(keys_g) + len(keys_d)]))
+        it = iter(rest[len(keys_g) + len(keys_d) :])
+        lg_ = next(it) if isinstance(lr_g, Tensor) else lr_g
+        ld_ = next(it) if isinstance(lr_d, Tensor) else lr_d
+        ng, nd, nsg, nsd, lossd, lossg = engine._step(
+            tg, td, sg, sd, support, z, lg_, ld_, step, create_graph
+        )
+        return (
+            ng,
+            nd,
+            *[nsg[k] for k in sorted(nsg)],
+            *[nsd[k] for k in sorted(nsd)],
+            lossd,
+            lossg,
+        )
+
+    inputs = (theta_g, theta_d, *[state_g[k] for k in keys_g], *[state_d[k] for k in keys_d], *lrs)
+    outs = _RecomputedStep.apply(run, *inputs)
+    keys = sorted(ops.STATE_KEYS[engine.cfg.method])  # the state each step returns
+    n = len(keys)
+    ng, nd, rest = outs[0], outs[1], outs[2:]
+    sg = dict(zip(keys, rest[:n]))
+    sd = dict(zip(keys, rest[n : 2 * n]))
+    return ng, nd, sg, sd, rest[-2], rest[-1]
 
 
 ENGINES = {"batched": BatchedEngine, "sequential": SequentialEngine}

@@ -155,3 +155,35 @@ def test_non_finite_task_is_dropped(registries, float64):
     batch.support[:] = float("nan")
     res = algo.step(params, batch, noise, batched)
     assert res.grads is None and res.dropped == 3
+
+
+@pytest.mark.parametrize("name", ["maml", "metasgd"])
+@pytest.mark.parametrize("method", ["sgd", "adam"])
+def test_recomputed_inner_steps_give_the_same_meta_gradients(
+    registries, float64, monkeypatch, name, method
+):
+    """inner.recompute keeps only each step's inputs and re-runs the step in the backward."""
+    from metagan import inner
+
+    calls = []
+    original = inner._RecomputedStep.backward
+    monkeypatch.setattr(
+        inner._RecomputedStep,
+        "backward",
+        staticmethod(lambda ctx, *g: calls.append(1) or original(ctx, *g)),
+    )
+    grads = {}
+    for recompute in (False, True):
+        cfg = InnerConfig(steps=3, lr_g=0.3, lr_d=0.4, method=method, recompute=recompute)
+        batched, _ = engines(registries, cfg, "mlp")
+        algo = registries.algorithms.get(name)(meta=MetaConfig(algorithm=name), inner=cfg)
+        g0, d0 = batched.G.init_flat(), batched.D.init_flat()
+        params = {
+            k: nn.Parameter(v.clone())
+            for k, v in {"g": g0, "d": d0, **algo.extra_parameters(g0, d0)}.items()
+        }
+        noise = Noise.draw(3, 3, 2, 8, generator=torch.Generator().manual_seed(5))
+        grads[recompute] = algo.step(params, make_batch(), noise, batched).grads
+    assert len(calls) == 3 * 2  # every step recomputed, once per meta-gradient (D's, then G's)
+    for k in grads[False]:
+        torch.testing.assert_close(grads[True][k], grads[False][k], msg=k)
