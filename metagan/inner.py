@@ -148,12 +148,10 @@ class BatchedEngine(Engine):
     name = "batched"
 
     def _d_loss(self, theta_d, theta_g, real, z):  # one task: (P_D,), (P_G,), (K,C,H,W), (B,Z)
-        loss = self.d_objective(lambda x: self.D(theta_d, x), real, self.G(theta_g, z))
-        return loss, loss.detach()
+        return self._d_loss_on(theta_d, real, self.G(theta_g, z))
 
     def _g_loss(self, theta_g, theta_d, z):
-        loss = self.g_objective(lambda x: self.D(theta_d, x), self.G(theta_g, z))
-        return loss, loss.detach()
+        return self._g_loss_on(self.G(theta_g, z), theta_d)
 
     def _d_loss_on(self, theta_d, real, fake):  # one task, fakes given: (P_D,), (K,...), (B,...)
         loss = self.d_objective(lambda x: self.D(theta_d, x), real, fake)
