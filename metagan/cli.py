@@ -179,7 +179,7 @@ def cmd_plugins(args, regs: plugins.Registries) -> int:
     if regs.disabled:
         print(f"  disabled: {', '.join(regs.disabled)}")
     for reg in regs.kinds():
-        print(f"{reg.kind}s:")
+        print(f"{'losses' if reg.kind == 'loss' else reg.kind + 's'}:")
         for e in reg.entries():
             ver = f"{e.dist}=={e.version}" if e.dist else "not from a distribution"
             print(f"  {e.name:<16} {e.plugin + ' (' + ver + ')':<40} {e.description}")

@@ -27,11 +27,11 @@ def metagan_register_datasets(registry):
         "omniglot",
         OmniglotDataset,
         description="Omniglot handwritten characters read from the official zips "
-        "(--root; `metagan data download omniglot --root DIR` fetches them)",
+        "(--data-root; `metagan data download omniglot --root DIR` fetches them)",
     )
     registry.add(
         "folder",
         FolderDataset,
-        description="your own images: --root DIR with one subfolder per class "
+        description="your own images: --data-root DIR with one subfolder per class "
         "(or DIR/<group>/<class>/)",
     )

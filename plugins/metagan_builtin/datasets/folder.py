@@ -46,7 +46,9 @@ class FolderDataset(ClassDataset):
     def __init__(self, *, root: str | os.PathLike | None = None, seed: int = 0):
         super().__init__(root=root, seed=seed)
         if self.root is None:
-            raise DataError(f"the folder dataset needs a root folder; {_LAYOUT}")
+            raise DataError(
+                f"the folder dataset needs a root folder (--data-root DIR, or data.root); {_LAYOUT}"
+            )
         if not self.root.exists():
             raise DataError(f"dataset folder {str(self.root)!r} does not exist; {_LAYOUT}")
         if not self.root.is_dir():

@@ -70,7 +70,9 @@ class OmniglotDataset(ClassDataset):
                 f"unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}"
             )
         if self.root is None:
-            raise DataError(f"the omniglot dataset needs a root path; {_EXPECTED}")
+            raise DataError(
+                f"the omniglot dataset needs a root path (--data-root PATH, or data.root); {_EXPECTED}"
+            )
         if not self.root.exists():
             raise DataError(f"Omniglot root {str(self.root)!r} does not exist; {_EXPECTED}")
         self.split = split
