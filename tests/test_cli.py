@@ -201,3 +201,20 @@ def test_bench_smoke(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| fomaml | 2 | batched |" in table and "GFLOP/s" in table
     assert main(["bench", "--modes", "batched-ext"]) == 2  # no GPU here: one-line error
+
+
+def test_train_and_adapt_on_real_omniglot(tmp_path):
+    """The real small1 zip from ../shared: meta-test alphabet held out, adapt to one of its classes."""
+    from conftest import SMALL1
+
+    assert SMALL1.is_file(), f"{SMALL1} is missing (CI provides ../shared/omniglot)"
+    out = tmp_path / "omni"
+    argv = ["train", *TINY, "--dataset", "omniglot", "--data-root", str(SMALL1), "--out", str(out),
+            'data.test_groups=["Latin"]', "--algorithm", "reptile"]  # fmt: skip
+    assert main(argv) == 0
+    cfg = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert cfg["data"]["dataset"] == "omniglot" and cfg["data"]["test_groups"] == ["Latin"]
+    ad = tmp_path / "adapted"
+    assert main(["adapt", "--checkpoint", str(out / "checkpoint.pt"), "--class", "Latin/character03",
+                 "--shots", "3", "--num", "4", "--out", str(ad)]) == 0  # fmt: skip
+    assert len(list(ad.glob("sample_*.png"))) == 4
