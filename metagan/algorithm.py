@@ -140,6 +140,14 @@ def _detach(lr):
     return lr.detach() if isinstance(lr, Tensor) else lr
 
 
+def loss_stats(ad: Adapted, ld: Tensor | None = None, lg: Tensor | None = None) -> dict[str, float]:
+    """The logged losses: mean inner D/G losses, and the outer ones when given."""
+    stats = {"inner_loss_d": mean_task_loss(ad.loss_d), "inner_loss_g": mean_task_loss(ad.loss_g)}
+    if ld is not None:
+        stats = {"loss_d": mean_task_loss(ld), "loss_g": mean_task_loss(lg), **stats}
+    return stats
+
+
 def mean_task_loss(x: Tensor) -> float:
     v = float(x.detach().mean()) if x.numel() else math.nan
     return v
@@ -169,8 +177,7 @@ def differentiate_through_adaptation(
     )  # fmt: skip
     ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer)
     finite = ad.finite & torch.isfinite(ld).detach() & torch.isfinite(lg).detach()
-    stats = {"loss_d": mean_task_loss(ld), "loss_g": mean_task_loss(lg),
-             "inner_loss_d": mean_task_loss(ad.loss_d), "inner_loss_g": mean_task_loss(ad.loss_g)}  # fmt: skip
+    stats = loss_stats(ad, ld, lg)
     if not bool(finite.all()):
         return MetaResult(None, finite, stats)
     d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])

@@ -203,10 +203,10 @@ class BatchedEngine(Engine):
         with torch.enable_grad():
             fake = vmap(self.G)(tg, z)  # (T, B, C, H, W)
         fake_in = fake if keep else fake.detach()
-        td = _inputs(create_graph, theta_d)[0]
+        td = theta_d if create_graph else theta_d.detach()
         gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_in)
         theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d or None, step=step, **kw)
-        td = _inputs(create_graph, theta_d)[0]
+        td = theta_d if create_graph else theta_d.detach()
         dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td)
         with torch.enable_grad():
             (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
@@ -419,10 +419,6 @@ def _recomputed_step(engine, theta_g, theta_d, state_g, state_d, support, z, lr_
 
 
 ENGINES = {"batched": BatchedEngine, "sequential": SequentialEngine}
-
-
-def _inputs(create_graph: bool, *thetas: Tensor) -> tuple[Tensor, ...]:
-    return thetas if create_graph else tuple(t.detach() for t in thetas)
 
 
 def _leaves(params: dict[str, Tensor], keep_graph: bool) -> dict[str, Tensor]:

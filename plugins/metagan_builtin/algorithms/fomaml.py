@@ -4,7 +4,7 @@ so memory does not grow with the number of inner steps."""
 
 import torch
 
-from metagan.algorithm import Algorithm, MetaResult, mean_task_loss, rows
+from metagan.algorithm import Algorithm, MetaResult, loss_stats, rows
 
 
 class FOMAML(Algorithm):
@@ -27,6 +27,5 @@ class FOMAML(Algorithm):
         gg, gd, lg, ld = engine.task_grads(ad.theta_g, ad.theta_d, batch.query, noise.outer)
         finite = ad.finite & torch.isfinite(lg) & torch.isfinite(ld)
         finite &= torch.isfinite(gg).all(1) & torch.isfinite(gd).all(1)
-        stats = {"loss_d": mean_task_loss(ld), "loss_g": mean_task_loss(lg),
-                 "inner_loss_d": mean_task_loss(ad.loss_d), "inner_loss_g": mean_task_loss(ad.loss_g)}  # fmt: skip
+        stats = loss_stats(ad, ld, lg)
         return MetaResult({"g": gg.mean(0), "d": gd.mean(0)}, finite, stats)

@@ -4,7 +4,7 @@ a gradient. Query images are not used."""
 
 import torch
 
-from metagan.algorithm import Algorithm, MetaResult, mean_task_loss, rows
+from metagan.algorithm import Algorithm, MetaResult, loss_stats, rows
 
 
 class Reptile(Algorithm):
@@ -22,8 +22,4 @@ class Reptile(Algorithm):
                 rows(g0, T), rows(d0, T), batch.support, noise.inner, lr_g=lr_g, lr_d=lr_d
             )
         grads = {"g": g0 - ad.theta_g.mean(0), "d": d0 - ad.theta_d.mean(0)}
-        stats = {
-            "inner_loss_d": mean_task_loss(ad.loss_d),
-            "inner_loss_g": mean_task_loss(ad.loss_g),
-        }
-        return MetaResult(grads, ad.finite, stats)
+        return MetaResult(grads, ad.finite, loss_stats(ad))
