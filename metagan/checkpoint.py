@@ -18,26 +18,35 @@ VERSION = 1
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus format and version tags) to ``path`` atomically."""
+    write(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def write(path: str | Path, obj: Any) -> None:
+    """``torch.save`` to ``path`` atomically: a crash leaves the old file or none."""
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    torch.save(obj, buf)
     with atomic_write(path) as f:
         f.write(buf.getvalue())
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint; a missing, corrupt or foreign file raises a one-line CheckpointError."""
+def read(path: str | Path, what: str, written_by: str) -> Any:
+    """``torch.load(weights_only=True)`` of a file; missing or corrupt is a one-line
+    CheckpointError naming ``what`` it should be and the command that writes one."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; pass the checkpoint.pt written by `metagan train`"
-        )
+        raise CheckpointError(f"{what} {path} does not exist; write one with `{written_by}`")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a metagan checkpoint ({cause[:200]})"
+            f"{what} {path} is corrupt or of another kind ({cause[:200]})"
         ) from None
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint; a missing, corrupt or foreign file raises a one-line CheckpointError."""
+    ckpt = read(path, "checkpoint", "metagan train")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metagan checkpoint (no '{FORMAT}' tag)")
     if ckpt.get("version") != VERSION:

@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     from metagan import bench
 
     bench.add_parser(sub, _positive)
+    _add_eval_parser(sub)
 
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -137,6 +138,67 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_eval_parser(sub) -> None:
+    e = sub.add_parser(
+        "eval",
+        help="score generators on unseen classes against the `shots` and `affine` baselines",
+        description="Adapt every generator to K shots of each meta-test class, score its "
+        "samples against the class's other images, and run the four-arm augmentation protocol. "
+        "Writes results.json, table.md and curves.png to --out.",
+    )
+    e.add_argument("--features", type=Path, help="extractor from `metagan eval fit-features`")
+    e.add_argument(
+        "--generator", action="append", default=[], metavar="[NAME=]CHECKPOINT",
+        help="a checkpoint to evaluate (repeatable); NAME defaults to its algorithm",
+    )  # fmt: skip
+    e.add_argument(
+        "--reference", nargs="*", default=["shots", "affine"], choices=["shots", "affine"],
+        help="reference rows that need no GAN (default: shots affine)",
+    )  # fmt: skip
+    e.add_argument("--shots", type=_positive("--shots"), nargs="+", default=[1, 5], metavar="K")
+    e.add_argument("--steps", type=int, help="adaptation steps S (default: the checkpoints')")
+    e.add_argument("--num", type=_positive("--num"), default=32, help="samples per class")
+    e.add_argument(
+        "--augment-k", type=_positive("--augment-k"), nargs="*", default=[5, 10, 15], metavar="k",
+        help="real images per class in the augmentation protocol (none: skip it)",
+    )  # fmt: skip
+    e.add_argument(
+        "--augment-num", type=_positive("--augment-num"), default=64,
+        help="generated images per class in the augmentation protocol",
+    )  # fmt: skip
+    e.add_argument(
+        "--classifier-steps", type=_positive("--classifier-steps"), default=400,
+        help="training steps of each classifier (fidelity judge, augmentation arms)",
+    )  # fmt: skip
+    e.add_argument("--bootstrap", type=_positive("--bootstrap"), default=100)
+    e.add_argument(
+        "--classes", type=_positive("--classes"), default=0, metavar="N",
+        help="evaluate a seeded random subset of N meta-test classes (default: all)",
+    )  # fmt: skip
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu", help="where generators adapt (cpu, cuda)")
+    e.add_argument("--out", type=Path, help="folder for results.json, table.md, curves.png")
+    e.set_defaults(func=cmd_eval)
+    esub = e.add_subparsers(dest="eval_command", required=False, parser_class=_Parser)
+    f = esub.add_parser(
+        "fit-features",
+        help="train the domain feature extractor on the meta-train classes",
+        description="Train a small CNN classifier on the meta-train classes of a data config "
+        "(from --checkpoint, --config or --dataset) and save it with its held-out accuracy.",
+    )
+    f.add_argument("--checkpoint", type=Path, help="take the data config from this checkpoint")
+    f.add_argument("--config", type=Path, help="take the data config from this TOML file")
+    f.add_argument("--dataset", help="dataset (data.dataset)")
+    f.add_argument("--data-root", help="dataset path (data.root)")
+    f.add_argument("--out", type=Path, required=True, help="where to write the extractor (.pt)")
+    f.add_argument("--steps", type=_positive("--steps"), default=1500, help="training steps")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "overrides", nargs="*", metavar="data.key=value", help='e.g. data.test_groups=["Latin"]'
+    )
+    f.set_defaults(func=cmd_fit_features)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -144,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         # `key=value` overrides may come before or after the options
         if (
             extra
-            and args.command in ("train", "adapt")
+            and (args.command in ("train", "adapt") or getattr(args, "eval_command", None))
             and all("=" in e and not e.startswith("-") for e in extra)
         ):
             args.overrides += extra
@@ -298,6 +360,71 @@ def cmd_sample(args, regs) -> int:
     print(
         f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
     )
+    return 0
+
+
+def cmd_fit_features(args, regs) -> int:
+    from metagan.eval import features
+    from metagan.eval.classifier import FitConfig
+    from metagan.session import Session
+
+    bad = [o for o in args.overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"fit-features takes only data.* overrides, got {bad[0]!r}")
+    if args.checkpoint is not None and args.config is not None:
+        raise ConfigError("give --checkpoint or --config, not both")
+    overrides = list(args.overrides)
+    for flag, key in (("dataset", "data.dataset"), ("data_root", "data.root")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={_toml(getattr(args, flag))}")
+    base = checkpoint.load(args.checkpoint)["config"] if args.checkpoint is not None else None
+    cfg = config.load(args.config, overrides, base=base)
+    fit_cfg = FitConfig(steps=args.steps, seed=args.seed)
+    feats = features.fit_features(Session(cfg, regs), fit_cfg, log=_log)
+    features.save(feats, args.out, fit_cfg)
+    print(
+        f"feature extractor: {args.out} ({len(feats.train_classes)} meta-train classes; "
+        f"held-out accuracy {feats.accuracy:.3f}; {len(feats.test_classes)} meta-test classes unseen)"
+    )
+    return 0
+
+
+def cmd_eval(args, regs) -> int:
+    from metagan.eval import features, report
+    from metagan.eval.affine import AffineJitter, background_of
+    from metagan.eval.classifier import FitConfig
+    from metagan.eval.run import EvalConfig, evaluate
+    from metagan.eval.sources import AffineSource, CheckpointSource, ShotsSource
+
+    for flag in ("features", "out"):
+        if getattr(args, flag) is None:
+            raise ConfigError(f"eval needs --{flag} (see metagan eval --help)")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    feats = features.load(args.features)
+    cfg = EvalConfig(
+        shots=tuple(args.shots), steps=args.steps, num=args.num, augment_k=tuple(args.augment_k),
+        augment_num=args.augment_num, classifier=FitConfig(steps=args.classifier_steps),
+        bootstrap=args.bootstrap, classes=args.classes, seed=args.seed,
+    )  # fmt: skip
+    sources = []
+    for ref in dict.fromkeys(args.reference):
+        if ref == "shots":
+            sources.append(ShotsSource())
+        else:
+            sources.append(
+                AffineSource(AffineJitter(background=background_of(feats.data["invert"])))
+            )
+    for item in args.generator:
+        name, sep, path = item.rpartition("=")
+        sources.append(
+            CheckpointSource(Path(path), regs, name=name if sep else None, device=args.device)
+        )
+    if not sources:
+        raise ConfigError("nothing to evaluate: give --generator CHECKPOINT or --reference rows")
+    res = evaluate(feats, sources, cfg, regs, log=_log)
+    for p in report.write(res, args.out):
+        print(p)
     return 0
 
 

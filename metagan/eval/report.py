@@ -1,0 +1,171 @@
+"""Writing an evaluation: ``results.json`` (everything), ``table.md`` (what a reader compares)
+and ``curves.png`` (each metric against the adaptation step)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from metagan.io import atomic_write
+
+# (key, heading, better): the table's metric columns; "+" higher is better, "-" lower
+COLUMNS = (
+    ("fid", "FID ↓", "-"),
+    ("kid", "KID ↓", "-"),
+    ("fidelity", "fidelity ↑", "+"),
+    ("memorisation", "memorisation (1 = new)", "~"),
+    ("diversity", "diversity gen/real", "~"),
+    ("precision", "precision", "+"),
+    ("recall", "recall", "+"),
+    ("coverage", "coverage", "+"),
+)
+CURVES = ("fid", "fidelity", "memorisation", "diversity")
+
+
+def _fmt(v: float, ci: float | None = None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    s = f"{v:.3f}"
+    if ci is not None and not math.isnan(ci):
+        s += f" ± {ci:.3f}"
+    return s
+
+
+def markdown(res: dict) -> str:
+    lines = []
+    ex = res["extractor"]
+    lines.append(
+        f"Meta-test classes: {len(res['classes'])}; adaptation steps S = {res['steps']}; "
+        f"{res['config']['num']} samples per class; features: 64-d embedding of a classifier "
+        f"trained on {ex['train_classes']} meta-train classes (held-out accuracy "
+        f"{ex['accuracy']:.3f}). ± is a 95% interval over classes (bootstrap for FID)."
+    )
+    for K, entry in res["shots"].items():
+        lines += ["", f"### K = {K} shots", ""]
+        head = ["row", "steps", *[c[1] for c in COLUMNS], "failed"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for name, r in entry["rows"].items():
+            cells = [name, str(r["step"])]
+            for key, _, _ in COLUMNS:
+                ci = r.get(key + "_ci")
+                cells.append(_fmt(r[key], ci))
+            cells.append(str(r["failed_classes"]))
+            lines.append("| " + " | ".join(cells) + " |")
+        f = entry["floor"]
+        lines.append(
+            f"\nReal vs real (two halves of the non-shot images): FID {f['fid']:.3f}, "
+            f"KID {f['kid']:.4f}: the floor no generator can go below."
+        )
+        beat = _verdict(entry)
+        if beat:
+            lines.append("\n" + beat)
+    if res["augment"]:
+        lines += ["", "### Few-shot classification with generated data (test accuracy)", ""]
+        ks = list(res["augment"])
+        lines.append("| arm | " + " | ".join(f"k = {k}" for k in ks) + " |")
+        lines.append("|---|" + "---|" * len(ks))
+        aug = res["augment"]
+        lines.append("| real only | " + " | ".join(_fmt(aug[k]["real"]) for k in ks) + " |")
+        lines.append(
+            "| real + affine | " + " | ".join(_fmt(aug[k]["real+affine"]) for k in ks) + " |"
+        )
+        rows = list(aug[ks[0]]["rows"])
+        for name in rows:
+            for arm in ("real+gen", "real+gen+affine"):
+                label = arm.replace("gen", name).replace("+", " + ")
+                lines.append(
+                    f"| {label} | " + " | ".join(_fmt(aug[k]["rows"][name][arm]) for k in ks) + " |"
+                )
+            lines.append(
+                f"| **gain of {name}** (vs real + affine) | "
+                + " | ".join(f"{aug[k]['rows'][name]['gain']:+.3f}" for k in ks)
+                + " |"
+            )
+        n = res["config"]["augment_num"]
+        lines.append(
+            f"\n{n} generated images per class; test images: "
+            + ", ".join(f"{aug[k]['test_images']} at k = {k}" for k in ks)
+            + "."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(entry: dict) -> str:
+    """Say plainly which GAN rows fail to beat the free `affine` row."""
+    rows = entry["rows"]
+    if "affine" not in rows:
+        return ""
+    a = rows["affine"]
+    losers = [
+        n for n, r in rows.items()
+        if n not in ("affine", "shots") and not (r["fid"] < a["fid"] and r["fidelity"] > a["fidelity"])
+    ]  # fmt: skip
+    if not losers:
+        return "Every GAN row beats `affine` on both FID and fidelity."
+    return (
+        f"Not better than `affine` on both FID and fidelity: {', '.join(losers)} "
+        "(these samples add nothing that jittering the shots would not give)."
+    )
+
+
+def write(res: dict, out: str | Path) -> list[Path]:
+    """Write results.json, table.md and (when matplotlib is installed) curves.png."""
+    out = Path(out)
+    paths = [out / "results.json", out / "table.md"]
+    with atomic_write(paths[0], "w") as f:
+        json.dump(res, f, indent=1)
+    with atomic_write(paths[1], "w") as f:
+        f.write(markdown(res))
+    png = plot(res, out / "curves.png")
+    if png:
+        paths.append(png)
+    return paths
+
+
+def plot(res: dict, path: Path) -> Path | None:
+    """Each metric against the adaptation step, one panel per metric and K."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import io
+
+    Ks = list(res["shots"])
+    fig, axes = plt.subplots(
+        len(Ks), len(CURVES), figsize=(3.2 * len(CURVES), 2.6 * len(Ks)), squeeze=False
+    )
+    for i, K in enumerate(Ks):
+        entry = res["shots"][K]
+        for j, key in enumerate(CURVES):
+            ax = axes[i][j]
+            for name, curve in entry["curves"].items():
+                xs = sorted(curve, key=int)
+                ys = [curve[s][key] for s in xs]
+                if len(xs) == 1:  # a reference row: a flat line
+                    ax.axhline(
+                        ys[0],
+                        ls="--",
+                        lw=1,
+                        label=name,
+                        color="grey" if name == "shots" else "black",
+                    )
+                else:
+                    ax.plot([int(s) for s in xs], ys, marker=".", label=name)
+            if key == "fid":
+                ax.axhline(entry["floor"]["fid"], ls=":", lw=1, color="green", label="real floor")
+            ax.set_title(f"{key}, K = {K}", fontsize=9)
+            ax.set_xlabel("adaptation step", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+    return path

@@ -1,0 +1,134 @@
+"""`metagan eval fit-features` and `metagan eval` end to end on the real Omniglot small1 zip,
+with assertions that hold whatever the numbers: real drawings score far better than noise, the
+`shots` row memorises and the `affine` row does not, and adapting helps."""
+
+import json
+
+import pytest
+import torch
+
+from metagan.cli import main
+from metagan.eval import features as F
+from metagan.eval import metrics as M
+from metagan.eval.classifier import embed
+
+# A random initialisation (the `scratch` baseline) whose clipped inner steps at rate 0.01 move
+# it towards each class: the measurable effect of adaptation, without minutes of meta-training.
+SCRATCH = ["--algorithm", "scratch", "model.width=8", "model.z_dim=16", "inner.lr_g=0.01",
+           "inner.lr_d=0.01", "inner.max_grad_norm=1.0", "run.progress=false",
+           "run.sample_every=0"]  # fmt: skip
+EVAL = ["--classes", "6", "--shots", "1", "3", "--steps", "6", "--num", "8", "--augment-k", "3",
+        "--augment-num", "4", "--classifier-steps", "30", "--bootstrap", "5"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import SMALL1
+
+    assert SMALL1.is_file(), f"{SMALL1} is missing (CI provides ../shared/omniglot)"
+    tmp = tmp_path_factory.mktemp("eval")
+    data = ["--dataset", "omniglot", "--data-root", str(SMALL1), 'data.test_groups=["Latin"]']
+    assert main(["train", *data, *SCRATCH, "--out", str(tmp / "scratch")]) == 0
+    ckpt = tmp / "scratch" / "checkpoint.pt"
+    feats = tmp / "features.pt"
+    assert main(["eval", "fit-features", "--checkpoint", str(ckpt), "--steps", "150",
+                 "--out", str(feats)]) == 0  # fmt: skip
+    out = tmp / "out"
+    assert main(["eval", "--features", str(feats), "--generator", f"random={ckpt}", *EVAL,
+                 "--out", str(out)]) == 0  # fmt: skip
+    return {"tmp": tmp, "ckpt": ckpt, "features": feats, "out": out,
+            "res": json.loads((out / "results.json").read_text())}  # fmt: skip
+
+
+def test_feature_extractor_learned_the_meta_train_classes_only(run):
+    f = F.load(run["features"])
+    assert f.dim == 64
+    assert set(f.train_classes).isdisjoint(f.test_classes)
+    assert all(c.startswith("Latin/") for c in f.test_classes) and len(f.test_classes) == 26
+    assert f.accuracy > 5 / len(f.train_classes)  # far above chance (1/110) on held-out drawings
+
+
+def test_real_drawings_score_far_better_than_noise(run):
+    from metagan.eval.run import load_classes
+
+    f = F.load(run["features"])
+    classes, _ = load_classes(f, None, seed=0)
+    real = torch.cat([x[3:] for x in classes.images])  # non-shot images of every test class
+    a, b = embed(f.net, real[0::2]), embed(f.net, real[1::2])
+    noise = torch.rand(b.shape[0], *real.shape[1:], generator=torch.Generator().manual_seed(0))
+    fid_real = M.fid(a, b)
+    fid_noise = M.fid(a, embed(f.net, noise * 2 - 1))
+    assert fid_noise > 20 * fid_real
+
+
+def test_shots_memorise_and_affine_does_not(run):
+    for K in ("1", "3"):
+        rows = run["res"]["shots"][K]["rows"]
+        assert rows["shots"]["memorisation"] < 1e-4  # the same images, embedded in other batches
+        assert 0.6 < rows["affine"]["memorisation"] < 1.5
+        # the copies are perfectly faithful to the class as the judge sees it... as faithful
+        # as the class's own drawings: the judge is trained on those, never on the shots
+        assert rows["shots"]["fidelity"] >= rows["random"]["fidelity"]
+    assert run["res"]["shots"]["1"]["rows"]["shots"]["diversity"] < 1e-4  # one shot, copied
+
+
+def test_adapting_beats_the_unadapted_initialisation(run):
+    for K in ("1", "3"):
+        curve = run["res"]["shots"][K]["curves"]["random"]
+        assert sorted(curve, key=int) == [str(s) for s in range(7)]
+        assert curve["6"]["fid"] < 0.85 * curve["0"]["fid"]
+
+
+def test_outputs_and_table(run):
+    out, res = run["out"], run["res"]
+    assert (out / "curves.png").stat().st_size > 1000
+    table = (out / "table.md").read_text()
+    assert "| shots | 0 |" in table and "| affine | 0 |" in table and "| random | 6 |" in table
+    assert "Not better than `affine`" in table and "random" in table.split("Not better")[1]
+    aug = res["augment"]["3"]
+    for arm in ("real", "real+affine"):
+        assert 0.0 <= aug[arm] <= 1.0
+    row = aug["rows"]["random"]
+    assert row["gain"] == pytest.approx(row["real+gen+affine"] - aug["real+affine"])
+    assert aug["test_images"] == 6 * (20 - 3)
+    assert len(res["classes"]) == 6 and res["steps"] == 6
+
+
+def test_eval_is_reproducible(run, tmp_path):
+    out = tmp_path / "again"
+    assert main(["eval", "--features", str(run["features"]), "--generator",
+                 f"random={run['ckpt']}", *EVAL, "--augment-k", "--out", str(out)]) == 0  # fmt: skip
+    again = json.loads((out / "results.json").read_text())
+    assert again["shots"] == run["res"]["shots"]
+
+
+def _one_line_error(capsys, argv, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("metagan: error:") and match in err, err
+
+
+def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys):
+    out = tmp_path / "never"
+    feats, ckpt = str(run["features"]), str(run["ckpt"])
+    _one_line_error(capsys, ["eval", "--out", str(out)], "eval needs --features")
+    _one_line_error(capsys, ["eval", "--features", ckpt, "--out", str(out)],
+                    "not a metagan feature extractor")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--generator", f"a={ckpt}",
+                             "--generator", f"a={ckpt}", "--out", str(out)], "two rows are named 'a'")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--classes", "99", "--out", str(out)],
+                    "--classes 99 is out of range")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--shots", "19", "--out", str(out)],
+                    "needs at least 21")  # fmt: skip
+    # a generator whose meta-test classes are not the extractor's
+    other = tmp_path / "other"
+    from conftest import SMALL1
+
+    assert main(["train", "--dataset", "omniglot", "--data-root", str(SMALL1),
+                 'data.test_groups=["Greek"]', *SCRATCH, "--out", str(other)]) == 0  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--generator",
+                             str(other / "checkpoint.pt"), "--out", str(out)],
+                    "other meta-test classes")  # fmt: skip
+    _one_line_error(capsys, ["eval", "fit-features", "--dataset", "glyphs", "model.width=3",
+                             "--out", str(out / "f.pt")], "only data.* overrides")  # fmt: skip
+    assert not out.exists()
