@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench clean
+.PHONY: install test lint pytest demo bench results-glyphs results-small1 clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
-	$(BIN)/pip install -q "$(TORCH)" pluggy numpy pillow tqdm pytest ruff ninja "torchmetrics>=1.0"
+	$(BIN)/pip install -q "$(TORCH)" pluggy numpy pillow tqdm pytest ruff ninja "torchmetrics>=1.0" matplotlib
 	$(BIN)/pip install -q --no-build-isolation -e . "$(TORCH)"
 	touch $@
 
@@ -32,6 +32,13 @@ demo: install
 
 bench: install
 	$(BIN)/metagan bench
+
+# The tables of docs/results.md: meta-train every algorithm, fit the feature extractor, evaluate.
+results-glyphs: install
+	BIN=$(BIN) benchmarks/results.sh glyphs
+
+results-small1: install
+	BIN=$(BIN) benchmarks/results.sh small1
 
 clean:
 	rm -rf build *.egg-info runs .pytest_cache .ruff_cache

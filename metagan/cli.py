@@ -423,8 +423,11 @@ def cmd_eval(args, regs) -> int:
     if not sources:
         raise ConfigError("nothing to evaluate: give --generator CHECKPOINT or --reference rows")
     res = evaluate(feats, sources, cfg, regs, log=_log)
-    for p in report.write(res, args.out):
+    written = report.write(res, args.out)
+    for p in written:
         print(p)
+    if not any(p.suffix == ".png" for p in written):
+        print("curves.png not written: matplotlib is not installed (pip install 'metagan[eval]')")
     return 0
 
 

@@ -40,8 +40,18 @@ def _pair(real: Tensor, fake: Tensor, what: str, minimum: int) -> tuple[Tensor, 
     return real.detach().double().cpu(), fake.detach().double().cpu()
 
 
+def _torchmetrics():
+    try:
+        import torchmetrics.image  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "FID/KID need torchmetrics, which is not installed: pip install 'metagan[eval]'"
+        ) from None
+
+
 def fid(real: Tensor, fake: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to ``real`` (N, F) and ``fake`` (M, F)."""
+    _torchmetrics()
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     real, fake = _pair(real, fake, "FID", 2)
@@ -56,6 +66,7 @@ def kid(real: Tensor, fake: Tensor, *, subsets: int = 50, seed: int = 0) -> tupl
     """Kernel distance (unbiased MMD², cubic polynomial kernel) on unit-normalised features:
     mean and standard deviation over ``subsets`` random subsets of half the smaller set's size
     (a whole-set "subset" would be the same every time)."""
+    _torchmetrics()
     from torchmetrics.image.kid import KernelInceptionDistance
 
     real, fake = _pair(real, fake, "KID", 4)
