@@ -94,6 +94,21 @@ def test_outputs_and_table(run):
     assert len(res["classes"]) == 6 and res["steps"] == 6
 
 
+def test_combined_table_averages_evaluations(run):
+    from metagan.eval.report import combine
+
+    res = run["res"]
+    other = json.loads(json.dumps(res))
+    for row in other["shots"]["3"]["rows"].values():
+        row["fid"] += 2.0
+    table = combine({"a": res, "b": other})
+    fid = res["shots"]["3"]["rows"]["random"]["fid"]
+    # two evaluations 2 apart: mean + 1, t(1) interval 12.706 * sd(=sqrt 2) / sqrt 2
+    assert f"| random | {fid + 1:.3f} ± 12.706 |" in table.split("K = 3")[1]
+    fid1 = res["shots"]["1"]["rows"]["random"]["fid"]
+    assert f"| random | {fid1:.3f} ± 0.000 |" in table.split("K = 3")[0]
+
+
 def test_eval_is_reproducible(run, tmp_path):
     out = tmp_path / "again"
     assert main(["eval", "--features", str(run["features"]), "--generator",

@@ -43,7 +43,14 @@ def markdown(res: dict) -> str:
     )
     for K, entry in res["shots"].items():
         lines += ["", f"### K = {K} shots", ""]
-        head = ["row", "steps", *[c[1] for c in COLUMNS], "failed"]
+        head = [
+            "row",
+            "steps",
+            *[c[1] for c in COLUMNS],
+            "failed",
+            "FID at step 0",
+            "best FID (step)",
+        ]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for name, r in entry["rows"].items():
@@ -52,6 +59,15 @@ def markdown(res: dict) -> str:
                 ci = r.get(key + "_ci")
                 cells.append(_fmt(r[key], ci))
             cells.append(str(r["failed_classes"]))
+            curve = entry["curves"][name]
+            if len(curve) > 1:
+                best = min(curve, key=lambda st: curve[st]["fid"])
+                cells += [
+                    _fmt(curve[min(curve, key=int)]["fid"]),
+                    f"{curve[best]['fid']:.3f} ({best})",
+                ]
+            else:
+                cells += ["–", "–"]
             lines.append("| " + " | ".join(cells) + " |")
         f = entry["floor"]
         lines.append(
@@ -169,3 +185,50 @@ def plot(res: dict, path: Path) -> Path | None:
     with atomic_write(path) as f:
         f.write(buf.getvalue())
     return path
+
+
+def combine(results: dict[str, dict]) -> str:
+    """One Markdown table over several evaluations (e.g. the 5 held-out alphabets of small1):
+    every metric averaged over them, ± a 95% t-interval over the evaluations."""
+    from metagan.eval.metrics import mean_ci
+
+    names = list(results)
+    first = results[names[0]]
+    lines = [
+        f"Averaged over {len(names)} evaluations ({', '.join(names)}); ± is a 95% interval "
+        "over them."
+    ]
+    for K in first["shots"]:
+        lines += ["", f"### K = {K} shots", ""]
+        head = ["row", *[c[1] for c in COLUMNS], "failed classes", "FID floor"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        floor = mean_ci([results[n]["shots"][K]["floor"]["fid"] for n in names])
+        for row in first["shots"][K]["rows"]:
+            cells = [row]
+            for key, _, _ in COLUMNS:
+                cells.append(
+                    _fmt(*mean_ci([results[n]["shots"][K]["rows"][row][key] for n in names]))
+                )
+            cells.append(
+                str(sum(results[n]["shots"][K]["rows"][row]["failed_classes"] for n in names))
+            )
+            cells.append(_fmt(*floor))
+            lines.append("| " + " | ".join(cells) + " |")
+    if first["augment"]:
+        ks = list(first["augment"])
+        lines += ["", "### Few-shot classification (test accuracy)", ""]
+        lines.append("| arm | " + " | ".join(f"k = {k}" for k in ks) + " |")
+        lines.append("|---|" + "---|" * len(ks))
+
+        def row_of(label, get):
+            vals = [_fmt(*mean_ci([get(results[n]["augment"][k]) for n in names])) for k in ks]
+            lines.append(f"| {label} | " + " | ".join(vals) + " |")
+
+        row_of("real only", lambda a: a["real"])
+        row_of("real + affine", lambda a: a["real+affine"])
+        for g in first["augment"][ks[0]]["rows"]:
+            row_of(f"real + {g}", lambda a, g=g: a["rows"][g]["real+gen"])
+            row_of(f"real + {g} + affine", lambda a, g=g: a["rows"][g]["real+gen+affine"])
+            row_of(f"**gain of {g}** (vs real + affine)", lambda a, g=g: a["rows"][g]["gain"])
+    return "\n".join(lines) + "\n"
