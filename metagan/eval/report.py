@@ -50,7 +50,9 @@ def markdown(res: dict) -> str:
             "failed",
             "FID at step 0",
             "best FID (step)",
+            "first step with FID ≤ affine's",
         ]
+        affine_fid = entry["rows"].get("affine", {}).get("fid")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for name, r in entry["rows"].items():
@@ -66,8 +68,13 @@ def markdown(res: dict) -> str:
                     _fmt(curve[min(curve, key=int)]["fid"]),
                     f"{curve[best]['fid']:.3f} ({best})",
                 ]
+                if affine_fid is None:
+                    cells.append("–")
+                else:  # "fast adaptation": steps needed to reach the free baseline's FID
+                    reach = [st for st in sorted(curve, key=int) if curve[st]["fid"] <= affine_fid]
+                    cells.append(str(reach[0]) if reach else "never")
             else:
-                cells += ["–", "–"]
+                cells += ["–", "–", "–"]
             lines.append("| " + " | ".join(cells) + " |")
         f = entry["floor"]
         lines.append(
