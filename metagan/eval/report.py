@@ -41,6 +41,13 @@ def markdown(res: dict) -> str:
         f"trained on {ex['train_classes']} meta-train classes (held-out accuracy "
         f"{ex['accuracy']:.3f}). ± is a 95% interval over classes (bootstrap for FID)."
     )
+    env = res.get("env")
+    if env:
+        lines.append(
+            f"\nRun on {env['gpu'] or env['cpu']} ({env['cpu_threads']} threads), torch "
+            f"{env['torch']}, metagan {env['metagan']}, {env['date']}; seed {res['config']['seed']}; "
+            f"{res['seconds']:.0f} s."
+        )
     for K, entry in res["shots"].items():
         lines += ["", f"### K = {K} shots", ""]
         head = [

@@ -195,6 +195,7 @@ def evaluate(
     T = len(classes.names)
     log(f"eval: {T} meta-test classes, rows {', '.join(names)}, S = {steps} adaptation steps")
     result = {
+        "env": environment(),
         "classes": classes.names,
         "steps": steps,
         "config": _jsonable(dataclasses.asdict(cfg)) | {"steps": steps},
@@ -285,6 +286,30 @@ def augmentation(
         )
     out["test_images"] = int(x_test.shape[0])
     return out
+
+
+def environment() -> dict:
+    """What produced the numbers: versions, the CPU model, GPU if any, and the date."""
+    import datetime
+    import platform
+
+    from metagan import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "metagan": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def _describe(src: Source) -> dict:
