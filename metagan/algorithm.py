@@ -53,6 +53,9 @@ class MetaResult:
     finite: Tensor  # (T,) bool: which tasks stayed finite
     stats: dict[str, float] = field(default_factory=dict)
     dropped: int = 0  # tasks left out of this meta-update because they went non-finite
+    # (T, P_G) the tasks' adapted generators, detached, from algorithms that adapt: lets the
+    # trainer log memorisation without a second adaptation. None: not available.
+    theta_g: Tensor | None = None
 
 
 class Algorithm:
@@ -175,11 +178,11 @@ def differentiate_through_adaptation(
         rows(g0, T), rows(d0, T), batch.support, noise.inner,
         lr_g=lr_g, lr_d=lr_d, track=True, create_graph=create_graph,
     )  # fmt: skip
-    ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer)
+    ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support)
     finite = ad.finite & torch.isfinite(ld).detach() & torch.isfinite(lg).detach()
     stats = loss_stats(ad, ld, lg)
     if not bool(finite.all()):
-        return MetaResult(None, finite, stats)
+        return MetaResult(None, finite, stats, theta_g=ad.theta_g.detach())
     d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])
     g_keys = ["g"] + (["lr_g"] if isinstance(lr_g, Tensor) and lr_g.requires_grad else [])
     gd = torch.autograd.grad(
@@ -190,7 +193,7 @@ def differentiate_through_adaptation(
     for keys, gs in ((d_keys, gd), (g_keys, gg)):
         for k, g in zip(keys, gs):
             grads[k] = torch.zeros_like(params[k]) if g is None else g
-    return MetaResult(grads, finite, stats)
+    return MetaResult(grads, finite, stats, theta_g=ad.theta_g.detach())
 
 
 def check_query(algorithm: Algorithm, queries: int) -> None:

@@ -43,7 +43,9 @@ def metagan_register_architectures(registry):
         :class:`metagan.models.ArchConfig` and returns a :class:`metagan.models.GanPair`:
         a generator ``G(z) -> images`` and a discriminator ``D(images) -> logits`` as
         ``torch.nn.Module`` objects that are safe under ``torch.func.vmap`` over tasks
-        (no BatchNorm running statistics, no in-place updates of buffers).
+        (no BatchNorm running statistics, no in-place updates of buffers). With
+        ``GanPair(..., conditional=True)`` both also take the task's support images:
+        ``G(z, shots)``, ``D(images, shots)`` (see docs/plugins.md).
     :return: ignored.
 
     Added in 0.1.

@@ -14,6 +14,8 @@ Two engines with one interface:
 One inner step for a task with support images x and noise z (shared by the D and G step):
 ``θ_D ← θ_D − β ∇_θD L_D(D_θD(x), D_θD(G_θG(z)))``, then
 ``θ_G ← θ_G − α ∇_θG L_G(D_θD(G_θG(z)))`` with the just-updated θ_D.
+For a conditional pair (``GanPair.conditional``) G and D also receive the task's support images
+as their condition, ``G(z, x)`` and ``D(·, x)``, in every loss, the outer (query) ones included.
 
 ``track=True`` keeps the updates differentiable w.r.t. the initial parameters and the
 learning rates (MAML, Meta-SGD); ``create_graph=True`` also differentiates through the inner
@@ -50,6 +52,9 @@ class InnerConfig:
     max_grad_norm: float = 0.0  # per-task gradient clipping; 0 = off
     fake_batch: int = 0  # fake samples per task and step; 0 = the number of shots K
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇ₓD(x)‖² on real images; 0 = off
+    # MSGAN (Mao et al. 2019): λ / (mean|G(z1)−G(z2)| / mean|z1−z2| + ε) added to every L_G,
+    # so samples stay apart instead of collapsing onto a copy of a shot; 0 = off.
+    mode_seeking: float = 0.0
     # Second-order MAML/Meta-SGD: keep only each inner step's inputs and recompute the step
     # during the meta-backward, so memory no longer grows with activations × steps (costs
     # about one more forward of every step).
@@ -67,9 +72,13 @@ class InnerConfig:
             raise ConfigError(
                 f"inner.method must be one of {', '.join(INNER_METHODS)}, got {self.method!r}"
             )
-        for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma"):
+        for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma", "mode_seeking"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"inner.{key} must be >= 0, got {getattr(self, key)}")
+        if self.mode_seeking > 0 and self.fake_batch == 1:
+            raise ConfigError(
+                "inner.mode_seeking compares pairs of fakes; set inner.fake_batch >= 2 or 0 (= K)"
+            )
 
 
 @dataclass
@@ -112,8 +121,24 @@ class Engine:
     def __init__(self, pair: GanPair, loss: GanLoss, cfg: InnerConfig):
         self.G = FunctionalNet(pair.generator)
         self.D = FunctionalNet(pair.discriminator)
+        self.conditional = pair.conditional
         self.loss = loss
         self.cfg = cfg
+
+    def condition(self, shots: Tensor | None, where: str) -> tuple[Tensor, ...]:
+        """What G and D get besides z / images: ``(shots,)`` for a conditional pair, else ``()``.
+
+        ``shots`` is (T, K, C, H, W), the tasks' support images; a tuple so that ``vmap`` maps
+        over it when present and sees no input at all for an unconditional pair.
+        """
+        if not self.conditional:
+            return ()
+        if shots is None:
+            raise ConfigError(
+                f"the architecture is conditional: engine.{where} needs the tasks' support "
+                "images (T, K, C, H, W) as its condition"
+            )
+        return (shots,)
 
     # -- per-task objectives, written against "apply D to x" callables -------------------------
     def d_objective(
@@ -126,8 +151,12 @@ class Engine:
             loss = loss + 0.5 * self.cfg.r1_gamma * g.pow(2).flatten(1).sum(1).mean()
         return loss
 
-    def g_objective(self, d_apply: Callable[[Tensor], Tensor], fake: Tensor) -> Tensor:
-        return self.loss.g_loss(d_apply(fake))
+    def g_objective(self, d_apply: Callable[[Tensor], Tensor], fake: Tensor, z: Tensor) -> Tensor:
+        """L_G for one task: fake (B, C, H, W) = G(z (B, Z)) -> (), with the mode-seeking term."""
+        loss = self.loss.g_loss(d_apply(fake))
+        if self.cfg.mode_seeking > 0:
+            loss = loss + self.cfg.mode_seeking * mode_seeking_penalty(fake, z)
+        return loss
 
     def step_kwargs(self) -> dict:
         c = self.cfg
@@ -147,18 +176,22 @@ class BatchedEngine(Engine):
 
     name = "batched"
 
-    def _d_loss(self, theta_d, theta_g, real, z):  # one task: (P_D,), (P_G,), (K,C,H,W), (B,Z)
-        return self._d_loss_on(theta_d, real, self.G(theta_g, z))
+    # One task each; ``cond`` is () or (shots (K, C, H, W),), see :meth:`Engine.condition`.
+    def _gen(self, theta_g, z, cond):  # (P_G,), (B, Z) -> (B, C, H, W)
+        return self.G(theta_g, z, *cond)
 
-    def _g_loss(self, theta_g, theta_d, z):
-        return self._g_loss_on(self.G(theta_g, z), theta_d)
+    def _d_loss(self, theta_d, theta_g, real, z, cond):  # (P_D,), (P_G,), (K,C,H,W), (B,Z)
+        return self._d_loss_on(theta_d, real, self._gen(theta_g, z, cond), cond)
 
-    def _d_loss_on(self, theta_d, real, fake):  # one task, fakes given: (P_D,), (K,...), (B,...)
-        loss = self.d_objective(lambda x: self.D(theta_d, x), real, fake)
+    def _g_loss(self, theta_g, theta_d, z, cond):
+        return self._g_loss_on(self._gen(theta_g, z, cond), theta_d, z, cond)
+
+    def _d_loss_on(self, theta_d, real, fake, cond):  # fakes given: (P_D,), (K,...), (B,...)
+        loss = self.d_objective(lambda x: self.D(theta_d, x, *cond), real, fake)
         return loss, loss.detach()
 
-    def _g_loss_on(self, fake, theta_d):  # one task: L_G as a function of the fakes
-        loss = self.g_objective(lambda x: self.D(theta_d, x), fake)
+    def _g_loss_on(self, fake, theta_d, z, cond):  # L_G as a function of the fakes
+        loss = self.g_objective(lambda x: self.D(theta_d, x, *cond), fake, z)
         return loss, loss.detach()
 
     def adapt(
@@ -198,38 +231,46 @@ class BatchedEngine(Engine):
         kw = self.step_kwargs()
         # G runs once per step: its output feeds the D step, and its recorded graph gives the G
         # step's gradient (θ_G has not changed in between).
+        cond = self.condition(support, "adapt")
         keep = create_graph and theta_g.requires_grad
         tg = theta_g if keep else theta_g.detach().requires_grad_()
         with torch.enable_grad():
-            fake = vmap(self.G)(tg, z)  # (T, B, C, H, W)
+            fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
         fake_in = fake if keep else fake.detach()
         td = theta_d if create_graph else theta_d.detach()
-        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_in)
+        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_in, cond)
         theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d or None, step=step, **kw)
         td = theta_d if create_graph else theta_d.detach()
-        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td)
+        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td, z, cond)
         with torch.enable_grad():
             (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
         gg = gg if keep else gg.detach()
         theta_g, state_g = ops.inner_step(theta_g, gg, lr_g, state=state_g or None, step=step, **kw)
         return theta_g, theta_d, state_g, state_d, ld, lg
 
-    def outer_losses(self, theta_g, theta_d, query, z) -> tuple[Tensor, Tensor]:
-        """Differentiable per-task losses on the query images: ``(L_D (T,), L_G (T,))``."""
-        ld = vmap(lambda td, tg, x, zz: self._d_loss(td, tg, x, zz)[0])(theta_d, theta_g, query, z)
-        lg = vmap(lambda tg, td, zz: self._g_loss(tg, td, zz)[0])(theta_g, theta_d, z)
+    def outer_losses(self, theta_g, theta_d, query, z, shots=None) -> tuple[Tensor, Tensor]:
+        """Differentiable per-task losses on the query images: ``(L_D (T,), L_G (T,))``.
+
+        ``shots`` (T, K, C, H, W): the support images, the condition of a conditional pair.
+        """
+        cond = self.condition(shots, "outer_losses")
+        ld = vmap(lambda *a: self._d_loss(*a)[0])(theta_d, theta_g, query, z, cond)
+        lg = vmap(lambda *a: self._g_loss(*a)[0])(theta_g, theta_d, z, cond)
         return ld, lg
 
-    def task_grads(self, theta_g, theta_d, real, z) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def task_grads(
+        self, theta_g, theta_d, real, z, shots=None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """First-order gradients at the given parameters: ``(∇L_G (T,P_G), ∇L_D (T,P_D), L_G, L_D)``."""
+        cond = self.condition(shots, "task_grads")
         theta_g, theta_d = theta_g.detach(), theta_d.detach()
-        gd, ld = vmap(grad(self._d_loss, has_aux=True))(theta_d, theta_g, real, z)
-        gg, lg = vmap(grad(self._g_loss, has_aux=True))(theta_g, theta_d, z)
+        gd, ld = vmap(grad(self._d_loss, has_aux=True))(theta_d, theta_g, real, z, cond)
+        gg, lg = vmap(grad(self._g_loss, has_aux=True))(theta_g, theta_d, z, cond)
         return gg, gd, lg, ld
 
-    def generate(self, theta_g: Tensor, z: Tensor) -> Tensor:
-        """(T, P_G), (T, N, Z) -> (T, N, C, H, W)."""
-        return vmap(self.G)(theta_g, z)
+    def generate(self, theta_g: Tensor, z: Tensor, shots: Tensor | None = None) -> Tensor:
+        """(T, P_G), (T, N, Z) [, shots (T, K, C, H, W)] -> (T, N, C, H, W)."""
+        return vmap(self._gen)(theta_g, z, self.condition(shots, "generate"))
 
 
 class SequentialEngine(Engine):
@@ -237,9 +278,12 @@ class SequentialEngine(Engine):
 
     name = "sequential"
 
-    def _apply(self, net: FunctionalNet, params: dict[str, Tensor]) -> Callable[[Tensor], Tensor]:
+    def _apply(
+        self, net: FunctionalNet, params: dict[str, Tensor], cond: tuple[Tensor, ...]
+    ) -> Callable[[Tensor], Tensor]:
+        """``x -> net(x, *cond)`` with the given parameters; ``cond`` is () or (shots,)."""
         full = {**net.buffers, **params}
-        return lambda x: functional_call(net.module, full, (x,))
+        return lambda x: functional_call(net.module, full, (x, *cond))
 
     def _update(self, net, params, grads, lr, states, step):
         """Per-tensor updates; ``lr`` is a float or a flat (P,) tensor of per-parameter rates."""
@@ -260,19 +304,20 @@ class SequentialEngine(Engine):
 
     def _adapt_one(self, tg, td, support, noise, lr_g, lr_d, track, create_graph, steps):
         pg, pd = self.G.spec.unflatten(tg), self.D.spec.unflatten(td)
+        cond = (support,) if self.conditional else ()  # the task's own shots (K, C, H, W)
         st_g, st_d, lds, lgs = {}, {}, [], []
         for s in range(steps):
             z = noise[s]
             leaves_d = _leaves(pd, create_graph)
             fake = self._apply(
-                self.G, _leaves(pg, create_graph) if create_graph else _detached(pg)
+                self.G, _leaves(pg, create_graph) if create_graph else _detached(pg), cond
             )(z)
-            ld = self.d_objective(self._apply(self.D, leaves_d), support, fake)
+            ld = self.d_objective(self._apply(self.D, leaves_d, cond), support, fake)
             gd = torch.autograd.grad(ld, list(leaves_d.values()), create_graph=create_graph)
             pd, st_d = self._update(self.D, pd if track else _detached(pd), gd, lr_d, st_d, s + 1)
             leaves_g = _leaves(pg, create_graph)
-            d_apply = self._apply(self.D, pd if create_graph else _detached(pd))
-            lg = self.g_objective(d_apply, self._apply(self.G, leaves_g)(z))
+            d_apply = self._apply(self.D, pd if create_graph else _detached(pd), cond)
+            lg = self.g_objective(d_apply, self._apply(self.G, leaves_g, cond)(z), z)
             gg = torch.autograd.grad(lg, list(leaves_g.values()), create_graph=create_graph)
             pg, st_g = self._update(self.G, pg if track else _detached(pg), gg, lr_g, st_g, s + 1)
             lds.append(ld.detach())
@@ -323,30 +368,37 @@ class SequentialEngine(Engine):
             torch.stack(rows_g), torch.stack(rows_d), torch.stack(lds, 1), torch.stack(lgs, 1)
         )
 
-    def outer_losses(self, theta_g, theta_d, query, z):
+    def outer_losses(self, theta_g, theta_d, query, z, shots=None):
+        cond = self.condition(shots, "outer_losses")
         lds, lgs = [], []
         for t in range(theta_g.shape[0]):
             pg, pd = self.G.spec.unflatten(theta_g[t]), self.D.spec.unflatten(theta_d[t])
-            fake = self._apply(self.G, pg)(z[t])
-            lds.append(self.d_objective(self._apply(self.D, pd), query[t], fake))
-            lgs.append(self.g_objective(self._apply(self.D, pd), fake))
+            ct = tuple(c[t] for c in cond)
+            fake = self._apply(self.G, pg, ct)(z[t])
+            lds.append(self.d_objective(self._apply(self.D, pd, ct), query[t], fake))
+            lgs.append(self.g_objective(self._apply(self.D, pd, ct), fake, z[t]))
         return torch.stack(lds), torch.stack(lgs)
 
-    def task_grads(self, theta_g, theta_d, real, z):
+    def task_grads(self, theta_g, theta_d, real, z, shots=None):
+        self.condition(shots, "task_grads")
         ggs, gds, lgs, lds = [], [], [], []
         for t in range(theta_g.shape[0]):
             tg = theta_g[t].detach().requires_grad_()
             td = theta_d[t].detach().requires_grad_()
+            sh = None if shots is None else shots[t : t + 1]
             with torch.enable_grad():
-                ld, lg = self.outer_losses(tg[None], td[None], real[t : t + 1], z[t : t + 1])
+                ld, lg = self.outer_losses(tg[None], td[None], real[t : t + 1], z[t : t + 1], sh)
                 ggs.append(torch.autograd.grad(lg.sum(), tg, retain_graph=True)[0])
                 gds.append(torch.autograd.grad(ld.sum(), td)[0])
             lgs.append(lg.detach()[0])
             lds.append(ld.detach()[0])
         return torch.stack(ggs), torch.stack(gds), torch.stack(lgs), torch.stack(lds)
 
-    def generate(self, theta_g, z):
-        return torch.stack([self.G(theta_g[t], z[t]) for t in range(theta_g.shape[0])])
+    def generate(self, theta_g, z, shots=None):
+        cond = self.condition(shots, "generate")
+        return torch.stack(
+            [self.G(theta_g[t], z[t], *(c[t] for c in cond)) for t in range(theta_g.shape[0])]
+        )
 
 
 class _RecomputedStep(torch.autograd.Function):
@@ -419,6 +471,21 @@ def _recomputed_step(engine, theta_g, theta_d, state_g, state_d, support, z, lr_
 
 
 ENGINES = {"batched": BatchedEngine, "sequential": SequentialEngine}
+
+
+def mode_seeking_penalty(fake: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN's term for one task (Mao et al. 2019): ``1 / (mean|G(z1) − G(z2)| / mean|z1 − z2| + ε)``
+    with the first half of the fake batch as G(z1) and the second half as G(z2).
+
+    fake (B, C, H, W), z (B, Z), B >= 2 -> (). Small when different codes give different images.
+    """
+    h = fake.shape[0] // 2
+    if h == 0:
+        raise ConfigError(
+            "inner.mode_seeking compares pairs of fakes but a task has 1; set inner.fake_batch >= 2"
+        )
+    ratio = (fake[:h] - fake[h : 2 * h]).abs().mean() / (z[:h] - z[h : 2 * h]).abs().mean()
+    return 1.0 / (ratio + eps)
 
 
 def _leaves(params: dict[str, Tensor], keep_graph: bool) -> dict[str, Tensor]:

@@ -48,10 +48,15 @@ class ArchConfig:
 @dataclass
 class GanPair:
     """A generator ``G(z (B, z_dim)) -> (B, C, H, W)`` in [-1, 1] and a discriminator
-    ``D(x (B, C, H, W)) -> (B,)`` logits."""
+    ``D(x (B, C, H, W)) -> (B,)`` logits.
+
+    ``conditional=True``: both also take the task's support images ``shots (K, C, H, W)`` as a
+    condition, ``G(z, shots)`` and ``D(x, shots)``; the engines pass them in every call.
+    """
 
     generator: nn.Module
     discriminator: nn.Module
+    conditional: bool = False
 
 
 class FlatSpec:

@@ -48,9 +48,12 @@ def metagan_load():
     return load
 
 
-def check_architecture(build, *, image_size: int = 28, z_dim: int = 16, tasks: int = 3) -> None:
+def check_architecture(
+    build, *, image_size: int = 28, z_dim: int = 16, tasks: int = 3, shots: int = 2
+) -> None:
     """``build(ArchConfig)`` gives G/D of the right shapes that are safe under vmap over tasks:
-    each task's output equals running that task alone."""
+    each task's output equals running that task alone, and the same inputs give the same
+    output (no global RNG inside). A conditional pair gets ``shots`` support images per task."""
     pair = build(ArchConfig(image_size=image_size, z_dim=z_dim, width=8))
     check_vmap_safe(pair.generator, "generator", "under test")
     check_vmap_safe(pair.discriminator, "discriminator", "under test")
@@ -58,20 +61,33 @@ def check_architecture(build, *, image_size: int = 28, z_dim: int = 16, tasks: i
     theta = G.init_flat().expand(tasks, -1).clone()
     theta += 0.01 * torch.randn_like(theta)
     z = torch.randn(tasks, 4, z_dim)
-    x = vmap(G)(theta, z)
-    assert x.shape == (tasks, 4, 1, image_size, image_size), (
-        f"generator output shape {tuple(x.shape)}"
-    )
+    size = (1, image_size, image_size)
+    # (T, K, C, H, W) for a conditional pair; nothing otherwise
+    cond = (torch.rand(tasks, shots, *size) * 2 - 1,) if pair.conditional else ()
+    x = vmap(G)(theta, z, *cond)
+    assert x.shape == (tasks, 4, *size), f"generator output shape {tuple(x.shape)}"
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0, (
         "generator output must be finite and in [-1, 1]"
     )
     torch.testing.assert_close(
-        x[1], G(theta[1], z[1]), msg="generator output depends on other tasks"
+        x[1],
+        G(theta[1], z[1], *(c[1] for c in cond)),
+        msg="generator output depends on other tasks",
     )
-    logits = vmap(D)(D.init_flat().expand(tasks, -1), x)
+    assert torch.equal(x, vmap(G)(theta, z, *cond)), (
+        "generator output is not a function of its inputs"
+    )
+    logits = vmap(D)(D.init_flat().expand(tasks, -1), x, *cond)
     assert logits.shape == (tasks, 4), (
         f"discriminator output shape {tuple(logits.shape)}, want (T, B)"
     )
+    if pair.conditional:  # any number of shots from 1 up
+        for k in (1, shots + 1):
+            sub = torch.rand(tasks, k, *size) * 2 - 1  # (T, k, C, H, W)
+            assert vmap(G)(theta, z, sub).shape == x.shape, f"generator fails with {k} shots"
+            assert vmap(D)(D.init_flat().expand(tasks, -1), x, sub).shape == (tasks, 4), (
+                f"discriminator fails with {k} shots"
+            )
 
 
 def check_algorithm(cls, *, build=None, steps: int = 2, tasks: int = 3) -> None:

@@ -24,8 +24,11 @@ class FOMAML(Algorithm):
                 lr_g=lr_g,
                 lr_d=lr_d,
             )
-        gg, gd, lg, ld = engine.task_grads(ad.theta_g, ad.theta_d, batch.query, noise.outer)
+        gg, gd, lg, ld = engine.task_grads(
+            ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support
+        )
         finite = ad.finite & torch.isfinite(lg) & torch.isfinite(ld)
         finite &= torch.isfinite(gg).all(1) & torch.isfinite(gd).all(1)
         stats = loss_stats(ad, ld, lg)
-        return MetaResult({"g": gg.mean(0), "d": gd.mean(0)}, finite, stats)
+        grads = {"g": gg.mean(0), "d": gd.mean(0)}
+        return MetaResult(grads, finite, stats, theta_g=ad.theta_g)

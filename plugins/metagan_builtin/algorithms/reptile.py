@@ -22,4 +22,4 @@ class Reptile(Algorithm):
                 rows(g0, T), rows(d0, T), batch.support, noise.inner, lr_g=lr_g, lr_d=lr_d
             )
         grads = {"g": g0 - ad.theta_g.mean(0), "d": d0 - ad.theta_d.mean(0)}
-        return MetaResult(grads, ad.finite, loss_stats(ad))
+        return MetaResult(grads, ad.finite, loss_stats(ad), theta_g=ad.theta_g)
