@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="sample the meta-learned (unadapted) generator")
     s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument(
+        "--images", type=Path,
+        help="folder with images of one class to condition on (conditional architectures only; all are used)",
+    )  # fmt: skip
     s.add_argument("--num", type=_positive("--num"), default=16)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
@@ -295,7 +299,7 @@ def _session_from_checkpoint(path: Path, regs, overrides=()):
 
 
 def cmd_adapt(args, regs) -> int:
-    from metagan.data.images import read_image_dir, save_grid, to_tensor
+    from metagan.data.images import save_grid
     from metagan.io import atomic_write
     from metagan.train import adapt_and_sample
 
@@ -304,12 +308,7 @@ def cmd_adapt(args, regs) -> int:
     steps = args.steps or s.cfg.inner.steps
     size, invert = s.cfg.data.image_size, s.cfg.data.invert
     if args.images is not None:
-        images = read_image_dir(args.images)
-        if len(images) < K:
-            raise DataError(
-                f"--images {args.images} holds {len(images)} images but --shots is {K}; add images or lower --shots"
-            )
-        shots = to_tensor(images[:K], size, invert=invert)[None]  # (1, K, C, H, W)
+        shots = _read_shots(args.images, K, size, invert)  # (1, K, C, H, W)
         names = [args.images.name]
     else:
         if args.class_name is not None:
@@ -351,12 +350,24 @@ def cmd_sample(args, regs) -> int:
     from metagan.data.images import save_grid
 
     s, params = _session_from_checkpoint(args.checkpoint, regs)
+    arch, invert = s.cfg.model.arch, s.cfg.data.invert
+    if s.engine.conditional and args.images is None:
+        raise ConfigError(
+            f"architecture {arch!r} is conditioned on shots; give --images DIR with images of one class"
+        )
+    if not s.engine.conditional and args.images is not None:
+        raise ConfigError(f"architecture {arch!r} is not conditional; drop --images")
+    shots = None
+    if args.images is not None:  # every image of the folder: (1, K, C, H, W)
+        shots = _read_shots(args.images, 1, s.cfg.data.image_size, invert, all_images=True)
+        shots = shots.to(s.device)
     gen = torch.Generator().manual_seed(args.seed)
     z = torch.randn(1, args.num, s.cfg.model.z_dim, generator=gen).to(s.device)
     with torch.no_grad():
-        samples = s.engine.generate(params["g"].detach()[None], z)[0].cpu()
-    _write_samples(args.out, samples, s.cfg.data.invert)
-    save_grid([samples], args.out / "grid.png", invert=s.cfg.data.invert)
+        samples = s.engine.generate(params["g"].detach()[None], z, shots)[0].cpu()
+    _write_samples(args.out, samples, invert)
+    row = samples if shots is None else torch.cat([shots[0].cpu(), samples])
+    save_grid([row], args.out / "grid.png", invert=invert)
     print(
         f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
     )
@@ -441,6 +452,18 @@ def cmd_download(args, regs) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _read_shots(folder: Path, k: int, size: int, invert: bool, *, all_images=False) -> torch.Tensor:
+    """The first ``k`` (or, with ``all_images``, every) image of ``folder``: (1, K, C, H, W)."""
+    from metagan.data.images import read_image_dir, to_tensor
+
+    images = read_image_dir(folder)
+    if len(images) < k:
+        raise DataError(
+            f"--images {folder} holds {len(images)} images but --shots is {k}; add images or lower --shots"
+        )
+    return to_tensor(images if all_images else images[:k], size, invert=invert)[None]
+
+
 def _write_samples(out: Path, samples: torch.Tensor, invert: bool) -> None:
     from metagan.data.images import to_pil
     from metagan.io import atomic_write

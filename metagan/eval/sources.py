@@ -92,7 +92,7 @@ class CheckpointSource(Source):
                 self.params, s.engine, shots, noise.inner[:step].to(s.device), steps=step
             )
             with torch.no_grad():
-                images = s.engine.generate(adapted.theta_g, z).cpu()  # (T, num, C, H, W)
+                images = s.engine.generate(adapted.theta_g, z, shots).cpu()  # (T, num, C, H, W)
             failed = ~(adapted.finite.cpu() & torch.isfinite(images).flatten(1).all(1))
             # a class whose adaptation diverged gets blank pages: counted, and scored as such
             blank = -1.0 if s.cfg.data.invert else 1.0
