@@ -32,7 +32,7 @@ def engines(registries, cfg, arch="dcgan"):
 
 
 @pytest.mark.parametrize("method", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "dagan", "fusion"])
 def test_batched_adapt_equals_sequential(registries, float64, method, arch):
     cfg = InnerConfig(
         steps=3, lr_g=0.05, lr_d=0.07, method=method, r1_gamma=0.5 if arch == "mlp" else 0.0

@@ -19,7 +19,7 @@ def plugin(**hooks):
 
 def test_builtins_arrive_through_entry_points(registries):
     assert {"glyphs", "omniglot", "folder"} <= set(registries.datasets.names())
-    assert {"dcgan", "mlp"} <= set(registries.architectures.names())
+    assert {"dcgan", "mlp", "dagan", "fusion"} <= set(registries.architectures.names())
     assert {"maml", "fomaml", "reptile", "metasgd", "finetune", "scratch"} <= set(
         registries.algorithms.names()
     )
@@ -108,7 +108,7 @@ def test_every_hook_is_documented():
         assert f"## `{name}(registry)`" in doc, f"docs/plugins.md has no section for {name}"
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "dagan", "fusion"])
 @pytest.mark.parametrize("size", [28, 32, 64])
 def test_every_architecture_runs_and_is_vmap_safe(registries, arch, size):
     """Parametrised over the registry so a new architecture gets the same checks."""
@@ -123,12 +123,14 @@ def test_every_architecture_runs_and_is_vmap_safe(registries, arch, size):
     check_vmap_safe(pair.discriminator, "discriminator", arch)
     G, D = FunctionalNet(pair.generator), FunctionalNet(pair.discriminator)
     z = torch.randn(3, 4, 16)
+    # a conditional pair also gets each task's shots (T, K, C, H, W)
+    cond = (torch.rand(3, 2, 1, size, size) * 2 - 1,) if pair.conditional else ()
     theta = G.init_flat().expand(3, -1).clone()
     theta[1] += 0.01 * torch.randn_like(theta[1])
-    x = vmap(G)(theta, z)
+    x = vmap(G)(theta, z, *cond)
     assert x.shape == (3, 4, 1, size, size) and x.abs().max() <= 1 and torch.isfinite(x).all()
     # per-task results do not depend on the other tasks in the batch
-    torch.testing.assert_close(x[0], G(theta[0], z[0]))
-    logits = vmap(D)(D.init_flat().expand(3, -1), x)
+    torch.testing.assert_close(x[0], G(theta[0], z[0], *(c[0] for c in cond)))
+    logits = vmap(D)(D.init_flat().expand(3, -1), x, *cond)
     assert logits.shape == (3, 4)
     logits.sum().backward() if logits.requires_grad else None

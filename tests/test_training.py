@@ -66,7 +66,7 @@ def test_an_applied_meta_step_changes_the_initialisation(tmp_path):
         assert not torch.equal(before[k], after[k]), k
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "dagan", "fusion"])
 def test_builtin_architectures_pass_the_plugin_conformance_check(registries, arch):
     check_architecture(registries.architectures.get(arch))
 

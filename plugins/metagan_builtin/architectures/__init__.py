@@ -1,8 +1,11 @@
-"""Built-in architectures: ``dcgan`` and ``mlp``."""
+"""Built-in architectures: ``dcgan`` and ``mlp`` (unconditional); ``dagan`` and ``fusion``
+(conditioned on the task's shots)."""
 
 from metagan.plugins import hookimpl
 
+from .dagan import build_dagan
 from .dcgan import build_dcgan
+from .fusion import build_fusion
 from .mlp import build_mlp
 
 
@@ -12,3 +15,11 @@ def metagan_register_architectures(registry):
     registry.add(
         "mlp", build_mlp, description="fully connected G/D (z -> 256 -> H*W), the reference design"
     )
+    registry.add(
+        "dagan", build_dagan,
+        description="conditional: G redraws one shot (encoder-decoder), D judges (shot, image) pairs",
+    )  # fmt: skip
+    registry.add(
+        "fusion", build_fusion,
+        description="conditional: G mixes all K shots' features with random convex weights",
+    )  # fmt: skip
