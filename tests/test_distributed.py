@@ -100,8 +100,9 @@ def close(a: list[dict], b: list[dict], tol=2e-4):
     """Same steps, same losses within ``tol`` (float summation order differs across ranks)."""
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):
-        assert ra.keys() == rb.keys()
-        for k in ra:
+        # a distributed run logs no memorisation (each rank sees only its shard of the tasks)
+        assert ra.keys() - {"memorisation"} == rb.keys() - {"memorisation"}
+        for k in ra.keys() & rb.keys():
             if k != "tasks_per_s":
                 assert ra[k] == pytest.approx(rb[k], abs=tol), (ra["step"], k)
 
