@@ -85,8 +85,10 @@ def markdown(res: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         f = entry["floor"]
         lines.append(
-            f"\nReal vs real (two halves of the non-shot images): FID {f['fid']:.3f}, "
-            f"KID {f['kid']:.4f}: the floor no generator can go below."
+            f"\nReal vs real (one half of the non-shot images against the other): FID "
+            f"{f['fid']:.3f}, KID {f['kid']:.4f}. That is the sampling noise of the real data at "
+            "half its size; FID shrinks with the sample size, so a row scored against all of "
+            "them (e.g. `shots`) can come out below it."
         )
         beat = _verdict(entry)
         if beat:
