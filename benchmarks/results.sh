@@ -5,6 +5,7 @@
 #        alphabet); runs that already reached their last iteration are kept.
 # eval:  fit the feature extractor on each split's meta-train classes, then `metagan eval`.
 # Two jobs at a time (JOBS=2), one thread each, so a 2-core machine is fully used.
+# Finished steps are kept (a rerun resumes); FORCE=1 redoes the evaluations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:?usage: benchmarks/results.sh glyphs|small1 [train|eval|all]}
@@ -13,7 +14,7 @@ BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/results}
 JOBS=${JOBS:-2}
 SMALL1=${SMALL1:-../shared/omniglot/images_background_small1.zip}
-ALGOS="maml metasgd fomaml reptile finetune scratch"
+ALGOS=${ALGOS:-"maml metasgd fomaml reptile finetune scratch"}
 EVAL_ARGS=${EVAL_ARGS:---shots 1 5 --num 32 --augment-k 5 10 15 --augment-num 64 --classifier-steps 200}
 export OMP_NUM_THREADS=1
 
@@ -24,16 +25,18 @@ case $WHICH in
   *) echo "results.sh: unknown table $WHICH; use glyphs or small1" >&2; exit 2 ;;
 esac
 
-train_one() {  # fold algorithm
-  local dir="$OUT/$WHICH/$1/$2"
-  if [ -f "$dir/metrics.jsonl" ] && grep -q '"step": 150' "$dir/metrics.jsonl"; then return 0; fi
-  if [ "$2" = scratch ] && [ -f "$dir/checkpoint.pt" ]; then return 0; fi
+train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan+fomaml)
+  local dir="$OUT/$WHICH/$1/$2" arch=() algo=$2
+  if [[ $2 == *+* ]]; then arch=(--arch "${2%%+*}"); algo=${2#*+}; fi
+  if [ -f "$dir/metrics.jsonl" ] && grep -q "\"step\": $ITERS," "$dir/metrics.jsonl"; then return 0; fi
+  if [ "$algo" = scratch ] && [ -f "$dir/checkpoint.pt" ]; then return 0; fi
   # shellcheck disable=SC2046
-  $BIN/metagan train --config configs/results.toml --algorithm "$2" --out "$dir" \
+  $BIN/metagan train --config configs/results.toml --algorithm "$algo" "${arch[@]}" --out "$dir" \
     $(data "$1") > "$dir.log" 2>&1 || { echo "FAILED: $dir (see $dir.log)" >&2; return 1; }
   echo "trained $dir"
 }
-export -f train_one data; export OUT WHICH BIN SMALL1
+ITERS=$(sed -n 's/^iterations = \([0-9]*\).*/\1/p' configs/results.toml)
+export -f train_one data; export OUT WHICH BIN SMALL1 ITERS
 
 if [ "$PHASE" = train ] || [ "$PHASE" = all ]; then
   mkdir -p "$OUT/$WHICH"
@@ -41,14 +44,22 @@ if [ "$PHASE" = train ] || [ "$PHASE" = all ]; then
     | xargs -P "$JOBS" -n 2 bash -c 'train_one "$0" "$1"'
 fi
 
+eval_one() {  # fold
+  local d="$OUT/$WHICH/$1" gens="" a
+  if [ -f "$d/eval/results.json" ] && [ -z "${FORCE:-}" ]; then echo "kept $d/eval (FORCE=1 redoes it)"; return 0; fi
+  [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/fomaml/checkpoint.pt" \
+    --steps 800 --out "$d/features.pt" > "$d/features.log" 2>&1 || { echo "FAILED: $d/features.pt" >&2; return 1; }
+  for a in $ALGOS; do gens="$gens --generator $a=$d/$a/checkpoint.pt"; done
+  # shellcheck disable=SC2086
+  $BIN/metagan eval --features "$d/features.pt" $gens $EVAL_ARGS ${CLASSES:+--classes $CLASSES} \
+    --out "$d/eval" > "$d/eval.log" 2>&1 || { echo "FAILED: $d/eval (see $d/eval.log)" >&2; return 1; }
+  echo "evaluated $d: $d/eval/table.md"
+}
+export -f eval_one; export ALGOS EVAL_ARGS CLASSES FORCE
+
 if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
-  for f in $FOLDS; do
-    d="$OUT/$WHICH/$f"
-    [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/fomaml/checkpoint.pt" \
-      --steps 800 --out "$d/features.pt"
-    gens=""; for a in $ALGOS; do gens="$gens --generator $d/$a/checkpoint.pt"; done
-    # shellcheck disable=SC2086
-    OMP_NUM_THREADS=2 $BIN/metagan eval --features "$d/features.pt" $gens $EVAL_ARGS ${CLASSES:+--classes $CLASSES} \
-      --out "$d/eval" 2>&1 | tee "$d/eval.log"
-  done
+  n=$(echo $FOLDS | wc -w)
+  # one fold (glyphs): give it every core; several: one core per fold, JOBS at a time
+  [ "$n" -lt "$JOBS" ] && export OMP_NUM_THREADS=$JOBS
+  for f in $FOLDS; do echo "$f"; done | xargs -P "$JOBS" -n 1 bash -c 'eval_one "$0"'
 fi
