@@ -18,6 +18,7 @@ COLUMNS = (
     ("diversity", "diversity gen/real", "~"),
     ("precision", "precision", "+"),
     ("recall", "recall", "+"),
+    ("density", "density", "~"),
     ("coverage", "coverage", "+"),
 )
 CURVES = ("fid", "fidelity", "memorisation", "diversity")
