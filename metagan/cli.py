@@ -159,7 +159,10 @@ def _add_eval_parser(sub) -> None:
         "--reference", nargs="*", default=["shots", "affine"], choices=["shots", "affine"],
         help="reference rows that need no GAN (default: shots affine)",
     )  # fmt: skip
-    e.add_argument("--shots", type=_positive("--shots"), nargs="+", default=[1, 5], metavar="K")
+    e.add_argument(
+        "--shots", type=_positive("--shots"), nargs="+", default=[1, 5], metavar="K",
+        help="shots per class to adapt on, one table per K (default: 1 5)",
+    )  # fmt: skip
     e.add_argument("--steps", type=int, help="adaptation steps S (default: the checkpoints')")
     e.add_argument("--num", type=_positive("--num"), default=32, help="samples per class")
     e.add_argument(
@@ -174,7 +177,10 @@ def _add_eval_parser(sub) -> None:
         "--classifier-steps", type=_positive("--classifier-steps"), default=400,
         help="training steps of each classifier (fidelity judge, augmentation arms)",
     )  # fmt: skip
-    e.add_argument("--bootstrap", type=_positive("--bootstrap"), default=100)
+    e.add_argument(
+        "--bootstrap", type=_positive("--bootstrap"), default=100,
+        help="class resamples for FID's confidence interval (default: 100)",
+    )  # fmt: skip
     e.add_argument(
         "--classes", type=_positive("--classes"), default=0, metavar="N",
         help="evaluate a seeded random subset of N meta-test classes (default: all)",
