@@ -45,7 +45,7 @@ def markdown(res: dict) -> str:
     env = res.get("env")
     if env:
         lines.append(
-            f"\nRun on {env['gpu'] or env['cpu']} ({env['cpu_threads']} threads), torch "
+            f"\nRun on {env['gpu'] or env['cpu']} (torch threads: {env['cpu_threads']}), torch "
             f"{env['torch']}, metagan {env['metagan']}, {env['date']}; seed {res['config']['seed']}; "
             f"{res['seconds']:.0f} s."
         )
