@@ -80,12 +80,9 @@ def kid(real: Tensor, fake: Tensor, *, subsets: int = 50, seed: int = 0) -> tupl
         )
     m.update(real, real=True)
     m.update(fake, real=False)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)  # torchmetrics draws its subsets from the global generator
-    try:
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws subsets from the global RNG
+        torch.manual_seed(seed)
         mean, std = m.compute()
-    finally:
-        torch.random.set_rng_state(state)
     return float(mean), float(std)
 
 
