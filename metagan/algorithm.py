@@ -151,9 +151,19 @@ def loss_stats(ad: Adapted, ld: Tensor | None = None, lg: Tensor | None = None) 
     return stats
 
 
-def mean_task_loss(x: Tensor) -> float:
-    v = float(x.detach().mean()) if x.numel() else math.nan
-    return v
+def mean_task_loss(x: Tensor) -> float | Tensor:
+    """The mean over tasks as a float; as a 0-dim tensor while a CUDA graph is being captured
+    (no host sync is allowed there; :mod:`metagan.graphs` converts it after each replay)."""
+    if not x.numel():
+        return math.nan
+    if capturing():
+        return x.detach().mean()
+    return float(x.detach().mean())
+
+
+def capturing() -> bool:
+    """Whether a CUDA graph is being captured on the current stream (no host syncs then)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 def differentiate_through_adaptation(
@@ -181,7 +191,8 @@ def differentiate_through_adaptation(
     ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support)
     finite = ad.finite & torch.isfinite(ld).detach() & torch.isfinite(lg).detach()
     stats = loss_stats(ad, ld, lg)
-    if not bool(finite.all()):
+    # (Under CUDA-graph capture the check moves after the replay: metagan.graphs.)
+    if not capturing() and not bool(finite.all()):
         return MetaResult(None, finite, stats, theta_g=ad.theta_g.detach())
     d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])
     g_keys = ["g"] + (["lr_g"] if isinstance(lr_g, Tensor) and lr_g.requires_grad else [])

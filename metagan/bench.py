@@ -13,6 +13,8 @@ Modes:
     sequential   the reference per-task Python loop with per-tensor autograd (what peers do)
     batched      all tasks at once through torch.func (vmap), pure-PyTorch inner step
     batched-ext  batched, with the fused CUDA inner-step kernel (CUDA only, when built)
+    batched-graph  batched-ext (or batched, without the extension) replayed from a CUDA graph
+                 (:mod:`metagan.graphs`; CUDA only); the capture is not timed
 """
 
 from __future__ import annotations
@@ -155,8 +157,9 @@ class Workload:
     recompute: bool = False
 
 
-def make_iteration(registries, w: Workload, engine: str):
-    """A closure that runs one whole meta-iteration (meta-gradients + Adam step) on random data."""
+def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False):
+    """A closure that runs one whole meta-iteration (meta-gradients + Adam step) on random data;
+    ``graph``: the meta-gradients replayed from a CUDA graph captured here."""
     device = torch.device(w.device)
     torch.manual_seed(0)
     pair = registries.architectures.get(w.arch)(
@@ -184,9 +187,15 @@ def make_iteration(registries, w: Workload, engine: str):
         classes=torch.arange(w.tasks, device=device),
     )
     noise = Noise.draw(w.inner_steps, w.tasks, w.shots, w.z_dim, generator=gen, device=device)
+    step = algo.step
+    if graph:
+        from metagan.graphs import GraphedMetaStep
+
+        graphed = GraphedMetaStep(algo, eng, params, batch, noise)
+        step = lambda p, b, n, e: graphed.step(b, n)  # noqa: E731
 
     def iteration():
-        res = algo.step(params, batch, noise, eng)
+        res = step(params, batch, noise, eng)
         for k, p in params.items():
             p.grad = res.grads[k]
         opt.step()
@@ -219,7 +228,8 @@ def bench_one(
     matmul_gflops: float,
 ) -> Row:
     device = torch.device(w.device)
-    iteration = make_iteration(registries, w, "sequential" if mode == "sequential" else "batched")
+    engine = "sequential" if mode == "sequential" else "batched"
+    iteration = make_iteration(registries, w, engine, graph=mode == "batched-graph")
     # "batched" on a GPU is the pure-PyTorch path; "batched-ext" lets the dispatcher pick the fused kernel
     ctx = (
         ops.reference_only()
@@ -242,10 +252,13 @@ def bench_one(
     )  # fmt: skip
 
 
+MODES = ("sequential", "batched", "batched-ext", "batched-graph")
+
+
 def default_modes(device: torch.device) -> list[str]:
     modes = ["sequential", "batched"]
-    if device.type == "cuda" and ops.backend() == "cuda":
-        modes.append("batched-ext")
+    if device.type == "cuda":
+        modes += ["batched-ext", "batched-graph"] if ops.backend() == "cuda" else ["batched-graph"]
     return modes
 
 
@@ -254,9 +267,11 @@ def run(args, registries) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA GPU is available; use --device cpu")
     modes = args.modes or default_modes(device)
-    bad = [m for m in modes if m not in ("sequential", "batched", "batched-ext")]
+    bad = [m for m in modes if m not in MODES]
     if bad:
-        raise ConfigError(f"unknown bench mode {bad[0]!r}; valid: sequential, batched, batched-ext")
+        raise ConfigError(f"unknown bench mode {bad[0]!r}; valid: {', '.join(MODES)}")
+    if "batched-graph" in modes and device.type != "cuda":
+        raise ConfigError("mode batched-graph replays a CUDA graph; it needs --device cuda")
     if "batched-ext" in modes and not (device.type == "cuda" and ops.backend() == "cuda"):
         raise ConfigError(
             f"mode batched-ext needs a CUDA device and the compiled extension; ops backend: {ops.backend_info()}"
@@ -276,6 +291,7 @@ def run(args, registries) -> int:
     )
     print(header, file=sys.stderr if args.json == "-" else sys.stdout)
     rows: list[Row] = []
+    failed: list[str] = []
     out = open(args.json, "w") if args.json not in (None, "-") else None  # noqa: SIM115
     try:
         if not args.json:
@@ -293,8 +309,15 @@ def run(args, registries) -> int:
                         device=str(device),
                         recompute=args.recompute,
                     )  # fmt: skip
-                    row = bench_one(registries, w, mode=mode, repeats=args.repeats, warmup=args.warmup,
-                                    flops=not args.no_flops, matmul_gflops=mm)  # fmt: skip
+                    try:
+                        row = bench_one(registries, w, mode=mode, repeats=args.repeats, warmup=args.warmup,
+                                        flops=not args.no_flops, matmul_gflops=mm)  # fmt: skip
+                    except ConfigError as e:  # a capture that failed: report it, time the rest
+                        if mode != "batched-graph":
+                            raise
+                        failed.append(f"{name} T={T} {mode}: {e}")
+                        print(f"# {failed[-1]}", file=sys.stderr, flush=True)
+                        continue
                     if mode == "sequential":
                         seq = row
                     if seq is not None:
@@ -304,6 +327,9 @@ def run(args, registries) -> int:
     finally:
         if out:
             out.close()
+    if failed:
+        print(f"metagan bench: {len(failed)} row(s) failed; first: {failed[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -379,7 +405,11 @@ def add_parser(sub, positive) -> None:
     b.add_argument("--width", type=positive("--width"), default=32)
     b.add_argument("--device", default="cpu")
     b.add_argument(
-        "--modes", type=lambda s: s.split(","), default=None, help="sequential,batched,batched-ext"
+        "--modes",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated, from sequential,batched,batched-ext,batched-graph "
+        "(default: those the device supports)",
     )
     b.add_argument("--repeats", type=positive("--repeats"), default=5)
     b.add_argument("--warmup", type=int, default=1)

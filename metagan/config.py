@@ -88,6 +88,9 @@ class RunConfig:
     seed: int = 0  # tasks and noise
     device: str = "cpu"
     engine: str = "batched"  # "batched" | "sequential" (the reference per-task loop)
+    # Replay each meta-iteration's meta-gradients from a CUDA graph (metagan.graphs): for GPUs,
+    # where small models are bound by kernel launches. Needs run.device = cuda, the batched engine.
+    cuda_graph: bool = False
     log_every: int = 10
     sample_every: int = 100  # sample grid of adapted meta-test classes; 0 = only at the end
     checkpoint_every: int = 100
@@ -98,6 +101,11 @@ class RunConfig:
     def __post_init__(self):
         if self.engine not in ("batched", "sequential"):
             raise ConfigError(f"run.engine must be 'batched' or 'sequential', got {self.engine!r}")
+        if self.cuda_graph and (not self.device.startswith("cuda") or self.engine != "batched"):
+            raise ConfigError(
+                "run.cuda_graph replays the batched engine on a GPU; it needs run.device = "
+                f"cuda and run.engine = batched (got device {self.device!r}, engine {self.engine!r})"
+            )
         for key in ("log_every", "checkpoint_every", "sample_classes", "sample_num"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"run.{key} must be a positive integer, got {getattr(self, key)}")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from metagan import checkpoint, distributed
 from metagan.config import Config
 from metagan.data.images import save_grid
-from metagan.errors import TrainingDiverged
+from metagan.errors import ConfigError, TrainingDiverged
 from metagan.eval.metrics import nearest_shot_distance
 from metagan.inner import Noise
 from metagan.io import atomic_write
@@ -58,6 +58,12 @@ class Trainer:
         distributed.broadcast_params(self.dist, self.params)
         self.opt = torch.optim.Adam(self.params.values(), lr=cfg.meta.lr, betas=cfg.meta.betas)
         self.train_tasks = self.s.sampler("train") if self.s.algorithm.trains else None
+        self._graph = None  # run.cuda_graph: metagan.graphs.GraphedMetaStep, built on first use
+        if cfg.run.cuda_graph and self.dist.enabled:
+            raise ConfigError(
+                "run.cuda_graph is for one process; distributed runs use the eager batched engine "
+                "(set run.cuda_graph = false)"
+            )
         if ckpt:
             self.step = int(ckpt["step"])
             if "optimizer" in ckpt:
@@ -127,6 +133,8 @@ class Trainer:
                         step=self.step + 1,
                         out=self.out,
                     )
+                elif cfg.run.cuda_graph:
+                    res = self._graphed(batch, noise).step(batch, noise)
                 else:
                     res = s.algorithm.step(self.params, batch, noise, s.engine)
                 ok = res.grads is not None and all(
@@ -189,6 +197,16 @@ class Trainer:
         ):
             grid = self.sample_grid()
         return TrainResult(self.step, self.out / CHECKPOINT, grid, last)
+
+    def _graphed(self, batch, noise):
+        """The CUDA graph that replays this run's meta-iterations (captured on the first)."""
+        if self._graph is None or not self._graph.shapes_match(batch, noise):
+            from metagan.graphs import GraphedMetaStep
+
+            self._graph = GraphedMetaStep(
+                self.s.algorithm, self.s.engine, self.params, batch, noise
+            )
+        return self._graph
 
     # -- outputs -----------------------------------------------------------------------------
     def _save(self) -> None:
