@@ -1,22 +1,71 @@
 #!/usr/bin/env bash
-# The one prepared GPU run of a session (device time is scarce): install against the machine's
-# own torch (building the CUDA extension), run every cuda-marked test, then the op benchmark
-# and `metagan bench`. Logs go to $OUT. Usage on the GPU machine, from the repo root:
-#     OUT=/tmp/out bash benchmarks/gpu_session.sh
+# The one prepared GPU run of a session (device time is scarce, about 8 minutes of it here):
+# install against the machine's own torch (building the CUDA extension), meta-train the
+# shot-conditioned `dagan` on the five small1 folds on the GPU (longer runs than the CPU table,
+# replayed from CUDA graphs) while every cuda-marked test runs, then `metagan bench` on a quiet
+# GPU: the side-by-side modes at T = 8 and 32, and how cost grows with T, inner steps and size.
+# Usage on the GPU machine, from the repo root (SMALL1: the small1 zip, carried there):
+#     OUT=/tmp/out SMALL1=.carry/omniglot/images_background_small1.zip bash benchmarks/gpu_session.sh
+# $OUT receives at most 6 files (setup.log, pytest_cuda.log, bench.log, bench.jsonl,
+# train.log, train.tar.gz); the work folder is $WORK.
 set -x -o pipefail
 export PYTHONUNBUFFERED=1
 OUT="${OUT:-$PWD/out/gpu}"
-mkdir -p "$OUT"
+WORK="${WORK:-/tmp/metagan_gpu}"
+SMALL1="${SMALL1:-../shared/omniglot/images_background_small1.zip}"
+TRAIN_ITERS="${TRAIN_ITERS:-1000}"
+mkdir -p "$OUT" "$WORK"
 PY="${PYTHON:-python3}"
-DEVICE="${DEVICE:-cuda}"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; "$PY" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)'; date -u; } 2>&1 | tee "$OUT/versions.log"
-if [ "$DEVICE" = cuda ]; then
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  "$PY" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)'
+  lscpu | grep -m1 "Model name"; date -u
   export TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')"
-  "$PY" -c "import metagan._C" 2>/dev/null || time METAGAN_CUDA=1 "$PY" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || echo "INSTALL FAILED"
-fi
-"$PY" -m metagan plugins 2>&1 | head -3
-timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_engine_cuda.py tests/test_ops_cuda.py 2>&1 | tail -25 | tee "$OUT/pytest_cuda.log"
-[ "$DEVICE" = cuda ] && METAGAN_OPS=jit timeout 300 "$PY" benchmarks/jit_check.py 2>&1 | tee "$OUT/jit.log"
-timeout 60 "$PY" benchmarks/bench_inner_step.py --json "$OUT/bench_inner_step.json" 2>&1 | tee "$OUT/bench_inner_step.log"
-timeout 200 "$PY" -m metagan bench --device "$DEVICE" --algorithm fomaml,maml --tasks ${TASKS:-1,8,32} --repeats ${REPEATS:-5} --warmup 2 2>&1 | tee "$OUT/bench_meta.log"
-timeout 40 "$PY" -m metagan bench --device "$DEVICE" --algorithm fomaml --tasks 128 --modes batched${EXT:-,batched-ext} --repeats 3 --no-flops 2>&1 | tee "$OUT/bench_t128.log"
+  "$PY" -c "import metagan._C" 2>/dev/null || time METAGAN_CUDA=1 "$PY" -m pip install -q --no-deps --no-build-isolation -e . || echo "INSTALL FAILED"
+  "$PY" -m metagan plugins | head -3
+} > "$OUT/setup.log" 2>&1
+
+# -- 1. meta-train dagan on the small1 folds, on the GPU, in the background ----------------------
+train_fold() {
+  local f=$1 d="$WORK/train/$1"
+  local args=(--config configs/conditional.toml --dataset omniglot --data-root "$SMALL1"
+              "data.test_groups=[\"$f\"]" --device cuda run.checkpoint_every=250)
+  timeout "${TRAIN_TIMEOUT:-200}" "$PY" -m metagan train "${args[@]}" "meta.iterations=$TRAIN_ITERS" \
+    run.cuda_graph=true --out "$d" > "$WORK/train/$f.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ] && [ ! -f "$d/checkpoint.pt" ]; then  # no graph: the eager engine, CPU-table length
+    timeout 150 "$PY" -m metagan train "${args[@]}" --out "$d.eager" > "$WORK/train/$f.eager.log" 2>&1
+    rc="$rc, eager $?"
+  fi
+  echo "$f exit $rc after ${SECONDS}s" >> "$WORK/train/status.log"
+}
+mkdir -p "$WORK/train"
+pids=()
+for f in Balinese Early_Aramaic Greek Korean Latin; do train_fold "$f" & pids+=($!); done
+
+# -- 2. the cuda-marked tests (the GPU is shared with the training meanwhile) ---------------------
+timeout 240 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_ops_cuda.py \
+  tests/test_engine_cuda.py tests/test_graphs_cuda.py 2>&1 | tail -40 > "$OUT/pytest_cuda.log"
+
+wait "${pids[@]}"
+(cd "$WORK/train" && tail -n 3 ./*.log status.log; for f in */metrics.jsonl; do echo "$f"; tail -n 1 "$f"; done) > "$OUT/train.log" 2>&1
+tar -C "$WORK" -czf "$OUT/train.tar.gz" train
+
+# -- 3. metagan bench on a quiet GPU ------------------------------------------------------------
+n=0
+B() {  # B SECONDS ARGS...: one `metagan bench` invocation, its JSON rows to a file of its own
+  n=$((n + 1)); timeout "$1" "$PY" -m metagan bench --device cuda --json "$WORK/bench_$n.jsonl" "${@:2}"; }
+{
+  B 120 --algorithm fomaml --tasks 8,32 --repeats 5 --warmup 2
+  B 150 --algorithm maml --tasks 8,32 --repeats 3 --warmup 1
+  # how cost grows (batched paths only; the sequential loop is linear in T by construction)
+  B 60 --algorithm fomaml --tasks 1,128 --modes batched,batched-graph --repeats 3 --no-flops
+  for s in 1 20; do
+    B 40 --algorithm fomaml --tasks 32 --inner-steps $s --modes batched,batched-graph --repeats 3 --no-flops
+  done
+  for px in 32 64; do
+    B 60 --algorithm fomaml --tasks 32 --image-size $px --modes batched,batched-graph --repeats 3
+  done
+} > "$OUT/bench.log" 2>&1
+cat "$WORK"/bench_*.jsonl > "$OUT/bench.jsonl"
+echo "done after ${SECONDS}s"
