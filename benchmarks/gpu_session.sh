@@ -30,11 +30,11 @@ train_fold() {
   local f=$1 d="$WORK/train/$1"
   local args=(--config configs/conditional.toml --dataset omniglot --data-root "$SMALL1"
               "data.test_groups=[\"$f\"]" --device cuda run.checkpoint_every=250)
-  timeout "${TRAIN_TIMEOUT:-200}" "$PY" -m metagan train "${args[@]}" "meta.iterations=$TRAIN_ITERS" \
+  timeout "${TRAIN_TIMEOUT:-150}" "$PY" -m metagan train "${args[@]}" "meta.iterations=$TRAIN_ITERS" \
     run.cuda_graph=true --out "$d" > "$WORK/train/$f.log" 2>&1
   local rc=$?
   if [ $rc -ne 0 ] && [ ! -f "$d/checkpoint.pt" ]; then  # no graph: the eager engine, CPU-table length
-    timeout 150 "$PY" -m metagan train "${args[@]}" --out "$d.eager" > "$WORK/train/$f.eager.log" 2>&1
+    timeout 100 "$PY" -m metagan train "${args[@]}" --out "$d.eager" > "$WORK/train/$f.eager.log" 2>&1
     rc="$rc, eager $?"
   fi
   echo "$f exit $rc after ${SECONDS}s" >> "$WORK/train/status.log"
@@ -54,18 +54,18 @@ tar -C "$WORK" -czf "$OUT/train.tar.gz" train
 # -- 3. metagan bench on a quiet GPU ------------------------------------------------------------
 n=0
 B() {  # B SECONDS ARGS...: one `metagan bench` invocation, its JSON rows to a file of its own
-  n=$((n + 1)); timeout "$1" "$PY" -m metagan bench --device cuda --json "$WORK/bench_$n.jsonl" "${@:2}"; }
+  n=$((n + 1)); timeout "$1" "$PY" -m metagan bench --device cuda --json "$WORK/bench_$n.jsonl" "${@:2}"
+  cat "$WORK/bench_$n.jsonl" >> "$OUT/bench.jsonl"; }
 {
-  B 120 --algorithm fomaml --tasks 8,32 --repeats 5 --warmup 2
-  B 150 --algorithm maml --tasks 8,32 --repeats 3 --warmup 1
+  B 100 --algorithm fomaml --tasks 8,32 --repeats 5 --warmup 2
+  B 130 --algorithm maml --tasks 8,32 --repeats 3 --warmup 1
   # how cost grows (batched paths only; the sequential loop is linear in T by construction)
-  B 60 --algorithm fomaml --tasks 1,128 --modes batched,batched-graph --repeats 3 --no-flops
+  B 50 --algorithm fomaml --tasks 1,128 --modes batched,batched-graph --repeats 3 --no-flops
   for s in 1 20; do
-    B 40 --algorithm fomaml --tasks 32 --inner-steps $s --modes batched,batched-graph --repeats 3 --no-flops
+    B 35 --algorithm fomaml --tasks 32 --inner-steps $s --modes batched,batched-graph --repeats 3 --no-flops
   done
   for px in 32 64; do
-    B 60 --algorithm fomaml --tasks 32 --image-size $px --modes batched,batched-graph --repeats 3
+    B 45 --algorithm fomaml --tasks 32 --image-size $px --modes batched,batched-graph --repeats 3
   done
 } > "$OUT/bench.log" 2>&1
-cat "$WORK"/bench_*.jsonl > "$OUT/bench.jsonl"
 echo "done after ${SECONDS}s"
