@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Reproduce the tables of docs/results.md.
-#   benchmarks/results.sh glyphs|small1 [train|eval|all]   (default: all)
-# train: meta-train every algorithm (configs/results.toml; small1: one run per held-out
-#        alphabet); runs that already reached their last iteration are kept.
+#   benchmarks/results.sh glyphs|small1|conditional [train|eval|all]   (default: all)
+# train: meta-train every entry (configs/results.toml, or configs/conditional.toml for the
+#        `conditional` table; small1 and conditional: one run per held-out alphabet); runs
+#        that already reached their last iteration are kept.
 # eval:  fit the feature extractor on each split's meta-train classes, then `metagan eval`.
 # Two jobs at a time (JOBS=2), one thread each, so a 2-core machine is fully used.
 # Finished steps are kept (a rerun resumes); FORCE=1 redoes the evaluations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHICH=${1:?usage: benchmarks/results.sh glyphs|small1 [train|eval|all]}
+WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional [train|eval|all]}
 PHASE=${2:-all}
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/results}
 JOBS=${JOBS:-2}
 SMALL1=${SMALL1:-../shared/omniglot/images_background_small1.zip}
 EVAL_COMMON="--shots 1 5 --num 32 --classifier-steps 200"
+CONFIG=configs/results.toml
 export OMP_NUM_THREADS=1
 
 # What each table holds (what fitted the 2-core CPU budget of the session that made them):
@@ -28,7 +30,14 @@ case $WHICH in
           data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
           ALGOS=${ALGOS:-"maml metasgd fomaml reptile finetune scratch"}
           EVAL_ARGS=${EVAL_ARGS:-"$EVAL_COMMON --augment-k 5 10 15 --augment-num 64"} ;;
-  *) echo "results.sh: unknown table $WHICH; use glyphs or small1" >&2; exit 2 ;;
+  # issue 9: the shot-conditioned generators beside the unconditional dcgan, all with the
+  # same config and algorithm (fomaml), and dagan trained without meta-learning (finetune); K=5
+  conditional)
+          FOLDS="Balinese Early_Aramaic Greek Korean Latin"; CONFIG=configs/conditional.toml
+          data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
+          ALGOS=${ALGOS:-"dagan+fomaml fusion+fomaml dagan+finetune dcgan+fomaml"}
+          EVAL_ARGS=${EVAL_ARGS:-"--shots 5 --num 32 --classifier-steps 200 --augment-k 5 --augment-num 64"} ;;
+  *) echo "results.sh: unknown table $WHICH; use glyphs, small1 or conditional" >&2; exit 2 ;;
 esac
 
 train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan+fomaml)
@@ -37,12 +46,12 @@ train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan
   if [ -f "$dir/metrics.jsonl" ] && grep -q "\"step\": $ITERS," "$dir/metrics.jsonl"; then return 0; fi
   if [ "$algo" = scratch ] && [ -f "$dir/checkpoint.pt" ]; then return 0; fi
   # shellcheck disable=SC2046
-  $BIN/metagan train --config configs/results.toml --algorithm "$algo" "${arch[@]}" --out "$dir" \
+  $BIN/metagan train --config "$CONFIG" --algorithm "$algo" "${arch[@]}" --out "$dir" \
     $(data "$1") > "$dir.log" 2>&1 || { echo "FAILED: $dir (see $dir.log)" >&2; return 1; }
   echo "trained $dir"
 }
-ITERS=$(sed -n 's/^iterations = \([0-9]*\).*/\1/p' configs/results.toml)
-export -f train_one data; export OUT WHICH BIN SMALL1 ITERS
+ITERS=$(sed -n 's/^iterations = \([0-9]*\).*/\1/p' "$CONFIG")
+export -f train_one data; export OUT WHICH BIN SMALL1 ITERS CONFIG
 
 if [ "$PHASE" = train ] || [ "$PHASE" = all ]; then
   mkdir -p "$OUT/$WHICH"
@@ -53,7 +62,8 @@ fi
 eval_one() {  # fold
   local d="$OUT/$WHICH/$1" gens="" a
   if [ -f "$d/eval/results.json" ] && [ -z "${FORCE:-}" ]; then echo "kept $d/eval (FORCE=1 redoes it)"; return 0; fi
-  [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/fomaml/checkpoint.pt" \
+  local first=${ALGOS%% *}
+  [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/$first/checkpoint.pt" \
     --steps 800 --out "$d/features.pt" > "$d/features.log" 2>&1 || { echo "FAILED: $d/features.pt" >&2; return 1; }
   for a in $ALGOS; do gens="$gens --generator $a=$d/$a/checkpoint.pt"; done
   # shellcheck disable=SC2086
