@@ -4,7 +4,7 @@ Every row times complete meta-iterations (the algorithm's meta-gradients plus th
 on random images of the requested size, after warm-up, and reports the median of several
 runs: seconds per meta-iteration, tasks/s, inner steps/s (T × S per iteration), peak memory
 (the process's peak RSS, reset before each row, on CPU; ``torch.cuda.max_memory_allocated``
-on GPU) and the achieved FLOP/s (FLOPs of one iteration counted by
+on GPU, for ``batched-graph`` from before the capture, which allocates the graph's memory) and the achieved FLOP/s (FLOPs of one iteration counted by
 ``torch.utils.flop_counter.FlopCounterMode``) beside the machine's matmul rate measured in
 the same run (fp32 sgemm on CPU, TF32 on GPU), so the distance to the hardware limit is on
 screen. All modes of one invocation run side by side, so their ratios are comparable.
@@ -229,7 +229,10 @@ def bench_one(
 ) -> Row:
     device = torch.device(w.device)
     engine = "sequential" if mode == "sequential" else "batched"
-    iteration = make_iteration(registries, w, engine, graph=mode == "batched-graph")
+    graph = mode == "batched-graph"
+    if graph:  # the capture allocates the graph's intermediates: count them in the peak
+        _reset_peak(device)
+    iteration = make_iteration(registries, w, engine, graph=graph)
     # "batched" on a GPU is the pure-PyTorch path; "batched-ext" lets the dispatcher pick the fused kernel
     ctx = (
         ops.reference_only()
@@ -237,7 +240,8 @@ def bench_one(
         else contextlib.nullcontext()
     )
     with ctx:
-        _reset_peak(device)
+        if not graph:
+            _reset_peak(device)
         times = _time(iteration, device, warmup=warmup, repeats=repeats)
         peak = _peak_mb(device)
     n_flops = model_flops(registries, w) if flops else 0
