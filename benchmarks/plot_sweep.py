@@ -26,8 +26,12 @@ def rows(path: Path) -> list[dict]:
 
 
 def series(data, x, **match):
-    pts = sorted((r[x], r) for r in data if all(r[k] == v for k, v in match.items()))
-    return [p[0] for p in pts], [p[1] for p in pts]
+    pts: dict = {}
+    for r in data:  # the first row of each x (a later rerun of a point does not replace it)
+        if r.get("arch", "dcgan") == "dcgan" and all(r[k] == v for k, v in match.items()):
+            pts.setdefault(r[x], r)
+    xs = sorted(pts)
+    return xs, [pts[v] for v in xs]
 
 
 def main(path: str, png: str, sweep_tasks: str = "8") -> None:
