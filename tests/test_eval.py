@@ -109,6 +109,25 @@ def test_combined_table_averages_evaluations(run):
     assert f"| random | {fid1:.3f} ± 0.000 |" in table.split("K = 3")[0]
 
 
+def test_combined_table_counts_wins_against_affine(run):
+    from metagan.eval.report import combine
+
+    res = run["res"]
+    better = json.loads(json.dumps(res))  # in "b", the GAN beats affine on FID and fidelity
+    rows = better["shots"]["3"]["rows"]
+    rows["random"]["fid"] = rows["affine"]["fid"] / 2
+    rows["random"]["fidelity"] = rows["affine"]["fidelity"] + 0.1
+    table = combine({"a": res, "b": better})
+    part = table.split("Against `affine`, per evaluation (K = 3; of 2)")[1].strip().splitlines()
+    assert part[0] == "| row | FID < affine | fidelity > affine | gain > 0 (k = 3) |"
+    # in "a" (the real run) the random generator loses to affine on FID and fidelity
+    a = res["shots"]["3"]["rows"]
+    assert a["random"]["fid"] > a["affine"]["fid"]
+    assert a["random"]["fidelity"] < a["affine"]["fidelity"]
+    gains = 2 * int(res["augment"]["3"]["rows"]["random"]["gain"] > 0)  # same in both
+    assert part[2] == f"| random | 1 | 1 | {gains} |"
+
+
 def test_eval_is_reproducible(run, tmp_path):
     out = tmp_path / "again"
     assert main(["eval", "--features", str(run["features"]), "--generator",

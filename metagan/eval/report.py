@@ -248,4 +248,36 @@ def combine(results: dict[str, dict]) -> str:
             row_of(f"real + {g}", lambda a, g=g: a["rows"][g]["real+gen"])
             row_of(f"real + {g} + affine", lambda a, g=g: a["rows"][g]["real+gen+affine"])
             row_of(f"**gain of {g}** (vs real + affine)", lambda a, g=g: a["rows"][g]["gain"])
+    lines += against_affine(results)
     return "\n".join(lines) + "\n"
+
+
+def against_affine(results: dict[str, dict]) -> list[str]:
+    """How many of the evaluations each generator beats `affine` in: lower FID, higher
+    fidelity, and (per k of the augmentation protocol) a positive gain over real + affine.
+    An average can hide a split verdict; this shows it."""
+    names = list(results)
+    first = results[names[0]]
+    out = []
+    for K, block in first["shots"].items():
+        if "affine" not in block["rows"]:
+            continue
+        gans = [r for r in block["rows"] if r not in ("shots", "affine")]
+        if not gans:
+            continue
+        ks = list(first["augment"]) if first["augment"] else []
+        head = ["row", "FID < affine", "fidelity > affine", *[f"gain > 0 (k = {k})" for k in ks]]
+        out += ["", f"### Against `affine`, per evaluation (K = {K}; of {len(names)})", ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for g in gans:
+            rows = [results[n]["shots"][K]["rows"] for n in names]
+            cells = [
+                g,
+                str(sum(r[g]["fid"] < r["affine"]["fid"] for r in rows)),
+                str(sum(r[g]["fidelity"] > r["affine"]["fidelity"] for r in rows)),
+            ]
+            for k in ks:
+                augs = [results[n]["augment"][k]["rows"].get(g) for n in names]
+                cells.append(str(sum(a is not None and a["gain"] > 0 for a in augs)))
+            out.append("| " + " | ".join(cells) + " |")
+    return out
