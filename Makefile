@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench results-glyphs results-small1 clean
+.PHONY: install test lint pytest demo bench results-glyphs results-small1 results-conditional clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,9 @@ results-glyphs: install
 
 results-small1: install
 	BIN=$(BIN) benchmarks/results.sh small1
+
+results-conditional: install
+	BIN=$(BIN) benchmarks/results.sh conditional
 
 clean:
 	rm -rf build *.egg-info runs .pytest_cache .ruff_cache

@@ -4,7 +4,8 @@ Every row times complete meta-iterations (the algorithm's meta-gradients plus th
 on random images of the requested size, after warm-up, and reports the median of several
 runs: seconds per meta-iteration, tasks/s, inner steps/s (T × S per iteration), peak memory
 (the process's peak RSS, reset before each row, on CPU; ``torch.cuda.max_memory_allocated``
-on GPU, for ``batched-graph`` from before the capture, which allocates the graph's memory) and the achieved FLOP/s (FLOPs of one iteration counted by
+on GPU, for ``batched-graph`` reset before the capture, which allocates the graph's memory)
+and the achieved FLOP/s (FLOPs of one iteration counted by
 ``torch.utils.flop_counter.FlopCounterMode``) beside the machine's matmul rate measured in
 the same run (fp32 sgemm on CPU, TF32 on GPU), so the distance to the hardware limit is on
 screen. All modes of one invocation run side by side, so their ratios are comparable.
