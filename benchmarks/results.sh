@@ -21,7 +21,8 @@ export OMP_NUM_THREADS=1
 
 # What each table holds (what fitted the 2-core CPU budget of the session that made them):
 # glyphs: 60 of the 288 meta-test classes, no augmentation protocol, no maml/metasgd, plus the
-#         shot-conditioned dagan; small1: every algorithm, the augmentation protocol, 5 folds.
+#         shot-conditioned dagan; small1: every algorithm, the augmentation protocol, 5 folds;
+#         conditional: dagan, fusion and dcgan under fomaml plus dagan+finetune, K=5, 5 folds.
 case $WHICH in
   glyphs) FOLDS="glyphs"; data() { echo ""; }
           ALGOS=${ALGOS:-"fomaml reptile finetune scratch dagan+fomaml"}
@@ -30,8 +31,8 @@ case $WHICH in
           data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
           ALGOS=${ALGOS:-"maml metasgd fomaml reptile finetune scratch"}
           EVAL_ARGS=${EVAL_ARGS:-"$EVAL_COMMON --augment-k 5 10 15 --augment-num 64"} ;;
-  # issue 9: the shot-conditioned generators beside the unconditional dcgan, all with the
-  # same config and algorithm (fomaml), and dagan trained without meta-learning (finetune); K=5
+  # the shot-conditioned generators beside the unconditional dcgan, all with the same config
+  # and algorithm (fomaml), and dagan trained without meta-learning (finetune)
   conditional)
           FOLDS="Balinese Early_Aramaic Greek Korean Latin"; CONFIG=configs/conditional.toml
           data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
