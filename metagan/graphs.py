@@ -56,6 +56,7 @@ class GraphedMetaStep:
             support=batch.support.clone(), query=batch.query.clone(), classes=batch.classes.clone()
         )
         self.noise = Noise(inner=noise.inner.clone(), outer=noise.outer.clone())
+        self.inputs = _inputs(self.batch, self.noise)
         side = torch.cuda.Stream(device=batch.support.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -75,15 +76,9 @@ class GraphedMetaStep:
 
     def shapes_match(self, batch: TaskBatch, noise: Noise) -> bool:
         """Whether this graph can serve the meta-batch (same shapes, dtypes and device)."""
-        pairs = [
-            (self.batch.support, batch.support),
-            (self.batch.query, batch.query),
-            (self.batch.classes, batch.classes),
-            (self.noise.inner, noise.inner),
-            (self.noise.outer, noise.outer),
-        ]
         return all(
-            a.shape == b.shape and a.dtype == b.dtype and a.device == b.device for a, b in pairs
+            a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+            for a, b in zip(self.inputs, _inputs(batch, noise))
         )
 
     def step(self, batch: TaskBatch, noise: Noise) -> MetaResult:
@@ -95,17 +90,19 @@ class GraphedMetaStep:
                 f"graph of support {tuple(self.batch.support.shape)}, "
                 f"noise {tuple(self.noise.inner.shape)}"
             )
-        self.batch.support.copy_(batch.support)
-        self.batch.query.copy_(batch.query)
-        self.batch.classes.copy_(batch.classes)
-        self.noise.inner.copy_(noise.inner)
-        self.noise.outer.copy_(noise.outer)
+        for buffer, x in zip(self.inputs, _inputs(batch, noise)):
+            buffer.copy_(x)
         self.graph.replay()
         out = self.out
         if not bool(out.finite.all()):  # the eager path drops the non-finite tasks
             return self.algorithm.step(self.params, batch, noise, self.engine)
         stats = {k: float(v) for k, v in out.stats.items()}
         return dataclasses.replace(out, stats=stats)
+
+
+def _inputs(batch: TaskBatch, noise: Noise) -> tuple[Tensor, ...]:
+    """Every tensor a meta-iteration reads besides the meta-parameters, in a fixed order."""
+    return batch.support, batch.query, batch.classes, noise.inner, noise.outer
 
 
 def check_capturable(engine: Engine, params: dict[str, Tensor], batch: TaskBatch) -> None:
