@@ -23,19 +23,20 @@ export OMP_NUM_THREADS=1
 # glyphs: 60 of the 288 meta-test classes, no augmentation protocol, no maml/metasgd, plus the
 #         shot-conditioned dagan; small1: every algorithm, the augmentation protocol, 5 folds;
 #         conditional: dagan, fusion and dcgan under fomaml plus dagan+finetune, K=5, 5 folds.
+SMALL1_FOLDS="Balinese Early_Aramaic Greek Korean Latin"
+small1_fold() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
+
 case $WHICH in
   glyphs) FOLDS="glyphs"; data() { echo ""; }
           ALGOS=${ALGOS:-"fomaml reptile finetune scratch dagan+fomaml"}
           EVAL_ARGS=${EVAL_ARGS:-"$EVAL_COMMON --classes 60 --augment-k"} ;;
-  small1) FOLDS="Balinese Early_Aramaic Greek Korean Latin"
-          data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
+  small1) FOLDS=$SMALL1_FOLDS; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"maml metasgd fomaml reptile finetune scratch"}
           EVAL_ARGS=${EVAL_ARGS:-"$EVAL_COMMON --augment-k 5 10 15 --augment-num 64"} ;;
   # the shot-conditioned generators beside the unconditional dcgan, all with the same config
   # and algorithm (fomaml), and dagan trained without meta-learning (finetune)
   conditional)
-          FOLDS="Balinese Early_Aramaic Greek Korean Latin"; CONFIG=configs/conditional.toml
-          data() { echo "--dataset omniglot --data-root $SMALL1 data.test_groups=[\"$1\"]"; }
+          FOLDS=$SMALL1_FOLDS; CONFIG=configs/conditional.toml; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"dagan+fomaml fusion+fomaml dagan+finetune dcgan+fomaml"}
           EVAL_ARGS=${EVAL_ARGS:-"--shots 5 --num 32 --classifier-steps 200 --augment-k 5 --augment-num 64"} ;;
   *) echo "results.sh: unknown table $WHICH; use glyphs, small1 or conditional" >&2; exit 2 ;;
@@ -52,7 +53,7 @@ train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan
   echo "trained $dir"
 }
 ITERS=$(sed -n 's/^iterations = \([0-9]*\).*/\1/p' "$CONFIG")
-export -f train_one data; export OUT WHICH BIN SMALL1 ITERS CONFIG
+export -f train_one data small1_fold; export OUT WHICH BIN SMALL1 ITERS CONFIG
 
 if [ "$PHASE" = train ] || [ "$PHASE" = all ]; then
   mkdir -p "$OUT/$WHICH"
