@@ -7,7 +7,8 @@
 # Usage on the GPU machine, from the repo root (SMALL1: the small1 zip, carried there):
 #     OUT=/tmp/out SMALL1=.carry/omniglot/images_background_small1.zip bash benchmarks/gpu_session.sh
 # $OUT receives at most 6 files (setup.log, pytest_cuda.log, bench.log, bench.jsonl,
-# train.log, train.tar.gz); the work folder is $WORK.
+# train.log, train.tar.gz); the work folder is $WORK. OPS=1 adds, at the end, the fused op's
+# own benchmark (BENCHMARKS.md's op table) and the JIT-build check, into bench.log.
 set -x -o pipefail
 export PYTHONUNBUFFERED=1
 OUT="${OUT:-$PWD/out/gpu}"
@@ -68,4 +69,10 @@ B() {  # B SECONDS ARGS...: one `metagan bench` invocation, its JSON rows to a f
     B 45 --algorithm fomaml --tasks 32 --image-size $px --modes batched,batched-graph --repeats 3
   done
 } > "$OUT/bench.log" 2>&1
+if [ -n "${OPS:-}" ]; then
+  {
+    timeout 60 "$PY" benchmarks/bench_inner_step.py --json "$WORK/bench_inner_step.json"
+    METAGAN_OPS=jit timeout 300 "$PY" benchmarks/jit_check.py
+  } >> "$OUT/bench.log" 2>&1
+fi
 echo "done after ${SECONDS}s"
