@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from metagan.errors import ConfigError
+from metagan.fewshot import MixedFewShotDataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,20 +85,35 @@ def fit(
         )
     if x.shape[0] == 0:
         raise ConfigError("fit got no training images")
+    return fit_set(MixedFewShotDataset(x, y), num_classes, cfg, augment=augment, dim=dim,
+                   progress=progress)  # fmt: skip
+
+
+def fit_set(
+    data: MixedFewShotDataset,
+    num_classes: int,
+    cfg: FitConfig,
+    *,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    dim: int = 64,
+    progress: Callable[[int, float], None] | None = None,
+) -> ConvNet:
+    """:func:`fit` on a few-shot set enlarged with generated images: every minibatch is drawn
+    at the set's mix ratio (:meth:`MixedFewShotDataset.batches`)."""
+    x = data.x
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = ConvNet(num_classes=num_classes, dim=dim, channels=x.shape[1]).to(x.device)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)  # the augmentation's randomness
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     net.train()
-    n = x.shape[0]
-    for step in range(cfg.steps):
-        idx = torch.randint(n, (min(cfg.batch_size, n),), generator=gen).to(x.device)
-        xb = x[idx]
+    batches = data.batches(cfg.batch_size, steps=cfg.steps, seed=cfg.seed + 2)
+    for step, idx in enumerate(batches):
+        xb, yb = data[idx]
         if augment is not None:
             xb = augment(xb, gen)
-        loss = nn.functional.cross_entropy(net(xb), y[idx])
+        loss = nn.functional.cross_entropy(net(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
