@@ -31,6 +31,17 @@ def _positive(kind: str):
     return parse
 
 
+def _ratio(text: str) -> float:
+    from metagan.fewshot import check_mix
+
+    try:
+        return check_mix(float(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(
+            f"a mix ratio must be a number in [0, 1), got {text!r}"
+        ) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention too)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -174,8 +185,23 @@ def _add_eval_parser(sub) -> None:
         help="generated images per class in the augmentation protocol",
     )  # fmt: skip
     e.add_argument(
+        "--mix", type=_ratio, nargs="+", default=[0.1, 0.25, 0.5], metavar="R",
+        help="candidate mix ratios of the augmentation arms (share of each classifier batch "
+        "drawn from generated images, in [0, 1)); one is chosen on validation classes from the "
+        "meta-train side and applied to every row (default: 0.1 0.25 0.5)",
+    )  # fmt: skip
+    e.add_argument(
+        "--augment-steps", type=_positive("--augment-steps"), nargs="+", default=[200, 400],
+        metavar="N", help="candidate training steps of the augmentation arms' classifiers, "
+        "chosen the same way (default: 200 400)",
+    )  # fmt: skip
+    e.add_argument(
+        "--val-classes", type=_positive("--val-classes"), default=20, metavar="N",
+        help="meta-train classes those choices are made on (default: 20)",
+    )  # fmt: skip
+    e.add_argument(
         "--classifier-steps", type=_positive("--classifier-steps"), default=400,
-        help="training steps of each classifier (fidelity judge, augmentation arms)",
+        help="training steps of the class-fidelity judge",
     )  # fmt: skip
     e.add_argument(
         "--bootstrap", type=_positive("--bootstrap"), default=100,
@@ -320,6 +346,12 @@ def cmd_adapt(args, regs) -> int:
         if args.class_name is not None:
             classes = [s.dataset.class_index(args.class_name)]
         else:
+            if not s.split[1]:
+                raise ConfigError(
+                    f"{args.checkpoint} was trained on every class of its dataset "
+                    "(data.test_fraction = 0): it has no unseen classes; adapt it to your own "
+                    "drawings with --images DIR, or to one class with --class NAME"
+                )
             classes = s.split[1][: args.unseen]
         gen = torch.Generator().manual_seed(args.seed)
         rows = []
@@ -422,7 +454,9 @@ def cmd_eval(args, regs) -> int:
     cfg = EvalConfig(
         shots=tuple(args.shots), steps=args.steps, num=args.num, augment_k=tuple(args.augment_k),
         augment_num=args.augment_num, classifier=FitConfig(steps=args.classifier_steps),
-        bootstrap=args.bootstrap, classes=args.classes, seed=args.seed,
+        augment_mix=tuple(args.mix), augment_steps=tuple(args.augment_steps),
+        val_classes=args.val_classes, bootstrap=args.bootstrap, classes=args.classes,
+        seed=args.seed,
     )  # fmt: skip
     sources = []
     for ref in dict.fromkeys(args.reference):

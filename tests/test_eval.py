@@ -18,7 +18,8 @@ SCRATCH = ["--algorithm", "scratch", "model.width=8", "model.z_dim=16", "inner.l
            "inner.lr_d=0.01", "inner.max_grad_norm=1.0", "run.progress=false",
            "run.sample_every=0"]  # fmt: skip
 EVAL = ["--classes", "6", "--shots", "1", "3", "--steps", "6", "--num", "8", "--augment-k", "3",
-        "--augment-num", "4", "--classifier-steps", "30", "--bootstrap", "5"]  # fmt: skip
+        "--augment-num", "4", "--classifier-steps", "30", "--bootstrap", "5",
+        "--augment-steps", "20", "30", "--mix", "0.25", "0.5", "--val-classes", "4"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,33 @@ def test_outputs_and_table(run):
     assert row["gain"] == pytest.approx(row["real+gen+affine"] - aug["real+affine"])
     assert aug["test_images"] == 6 * (20 - 3)
     assert len(res["classes"]) == 6 and res["steps"] == 6
+    # `affine` used as a generator is a row of the protocol beside every GAN
+    assert list(aug["rows"]) == ["affine", "random"]
+    assert "| real + affine samples + affine |" in table
+
+
+def test_mix_ratio_and_steps_are_chosen_on_meta_train_classes(run):
+    res = run["res"]
+    aug = res["augment"]["3"]
+    choice = aug["choice"]
+    val = choice["validation"]
+    # validation classes: 4 meta-train classes, none of them a meta-test class
+    f = F.load(run["features"])
+    assert len(val["classes"]) == 4 and set(val["classes"]) <= set(f.train_classes)
+    assert not set(val["classes"]) & set(f.test_classes)
+    # the rule, recomputed from the raw validation accuracies: best real + affine steps (ties:
+    # fewer), then the ratio with the best mean real + generated + affine over the rows
+    steps = {int(n): a for n, a in val["real+affine"].items()}
+    assert set(steps) == {20, 30}
+    assert choice["classifier_steps"] == max(steps, key=lambda n: (steps[n], -n))
+    means = {float(r): sum(v.values()) / len(v) for r, v in val["real+gen+affine"].items()}
+    assert set(means) == {0.25, 0.5}
+    assert all(set(v) == {"affine", "random"} for v in val["real+gen+affine"].values())
+    assert choice["mix"] == max(means, key=lambda r: (means[r], -r))
+    # and the meta-test arms used that choice
+    assert aug["mix"] == choice["mix"] and aug["classifier_steps"] == choice["classifier_steps"]
+    table = (run["out"] / "table.md").read_text()
+    assert f"k = 3: mix {choice['mix']}, {choice['classifier_steps']} steps" in table
 
 
 def test_combined_table_averages_evaluations(run):

@@ -107,7 +107,7 @@ def markdown(res: dict) -> str:
         rows = list(aug[ks[0]]["rows"])
         for name in rows:
             for arm in ("real+gen", "real+gen+affine"):
-                label = arm.replace("gen", name).replace("+", " + ")
+                label = arm.replace("gen", f"{name} samples").replace("+", " + ")
                 lines.append(
                     f"| {label} | " + " | ".join(_fmt(aug[k]["rows"][name][arm]) for k in ks) + " |"
                 )
@@ -122,6 +122,7 @@ def markdown(res: dict) -> str:
             + ", ".join(f"{aug[k]['test_images']} at k = {k}" for k in ks)
             + "."
         )
+        lines += _choices(aug)
     return "\n".join(lines) + "\n"
 
 
@@ -245,11 +246,28 @@ def combine(results: dict[str, dict]) -> str:
         row_of("real only", lambda a: a["real"])
         row_of("real + affine", lambda a: a["real+affine"])
         for g in first["augment"][ks[0]]["rows"]:
-            row_of(f"real + {g}", lambda a, g=g: a["rows"][g]["real+gen"])
-            row_of(f"real + {g} + affine", lambda a, g=g: a["rows"][g]["real+gen+affine"])
+            row_of(f"real + {g} samples", lambda a, g=g: a["rows"][g]["real+gen"])
+            row_of(f"real + {g} samples + affine", lambda a, g=g: a["rows"][g]["real+gen+affine"])
             row_of(f"**gain of {g}** (vs real + affine)", lambda a, g=g: a["rows"][g]["gain"])
+        for n in names:
+            lines += [f"{n}:" + line.removeprefix("\n") for line in _choices(results[n]["augment"])]
     lines += against_affine(results)
     return "\n".join(lines) + "\n"
+
+
+def _choices(aug: dict) -> list[str]:
+    """The mix ratio and classifier steps each k of the protocol used, and where they were
+    chosen (evaluations made before the choice existed have none)."""
+    chosen = [(k, a["choice"]) for k, a in aug.items() if "choice" in a]
+    if not chosen:
+        return []
+    n = len(chosen[0][1]["validation"]["classes"])
+    return [
+        f"\nMix ratio and classifier steps, chosen on {n} validation classes of the meta-train "
+        "side and applied to every row: "
+        + "; ".join(f"k = {k}: mix {c['mix']}, {c['classifier_steps']} steps" for k, c in chosen)
+        + "."
+    ]
 
 
 def against_affine(results: dict[str, dict]) -> list[str]:

@@ -20,9 +20,10 @@ from metagan import config
 from metagan.errors import ConfigError, DataError
 from metagan.eval import metrics as M
 from metagan.eval.affine import AffineJitter, background_of
-from metagan.eval.classifier import FitConfig, accuracy, embed, fit, predict
+from metagan.eval.classifier import FitConfig, accuracy, embed, fit, fit_set, predict
 from metagan.eval.features import Features
 from metagan.eval.sources import AffineSource, CheckpointSource, ShotsSource, Source
+from metagan.fewshot import MixedFewShotDataset, check_mix
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +33,12 @@ class EvalConfig:
     num: int = 32  # samples per class
     augment_k: tuple[int, ...] = (5, 10, 15)  # real images per class in the augmentation protocol
     augment_num: int = 64  # generated images per class there (512 in the F2GAN protocol)
+    # Candidate mix ratios (share of each classifier batch drawn from generated images) and
+    # classifier steps of the augmentation arms; one of each is chosen on validation classes
+    # from the meta-train side (never the meta-test classes) and applied to every row.
+    augment_mix: tuple[float, ...] = (0.1, 0.25, 0.5)
+    augment_steps: tuple[int, ...] = (200, 400)
+    val_classes: int = 20  # meta-train classes the choice is made on
     classifier: FitConfig = field(default_factory=lambda: FitConfig(steps=400))
     bootstrap: int = 100  # class resamples for the FID confidence intervals
     classes: int = 0  # evaluate a seeded random subset of this many meta-test classes; 0 = all
@@ -53,6 +60,13 @@ class EvalConfig:
             raise ConfigError("shots needs at least one K, e.g. 1 5")
         if self.steps is not None and self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if not self.augment_mix or not self.augment_steps:
+            raise ConfigError("augment_mix and augment_steps need at least one candidate each")
+        for r in self.augment_mix:
+            check_mix(r)
+        for v in (*self.augment_steps, self.val_classes):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                raise ConfigError(f"augment_steps and val_classes must be integers >= 2, got {v!r}")
 
 
 @dataclass
@@ -77,6 +91,11 @@ def load_classes(
     s = Session(config.from_dict({"data": features.data}), registries)
     names = [c.name for c in s.dataset.classes]
     test = [names[i] for i in s.split[1]]
+    if not test:
+        raise ConfigError(
+            "the data config holds out no meta-test classes (data.test_fraction = 0): there is "
+            "nothing unseen to evaluate on; fit features on a split with meta-test classes"
+        )
     if test != features.test_classes:
         raise DataError(
             f"the dataset's meta-test classes differ from those the extractor {features.path} "
@@ -89,15 +108,31 @@ def load_classes(
                 f"--classes {limit} is out of range: the split has {len(chosen)} meta-test "
                 f"classes; pick 2..{len(chosen)} (0 = all)"
             )
-        pick = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))
-        chosen = [chosen[j] for j in sorted(pick[:limit].tolist())]
-        test = [names[i] for i in chosen]
+        chosen = _pick(chosen, limit, seed)
+    return _class_data(s, chosen, seed), s
+
+
+def validation_classes(session, count: int, seed: int) -> ClassData:
+    """``count`` seeded meta-train classes (all of them when there are fewer): where the
+    augmentation protocol's mix ratio and classifier steps are chosen, so that no choice is
+    made on the meta-test classes a table reports."""
+    train = list(session.split[0])
+    return _class_data(session, _pick(train, min(count, len(train)), seed + 1), seed)
+
+
+def _pick(indices: list[int], n: int, seed: int) -> list[int]:
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))
+    return [indices[j] for j in sorted(order[:n].tolist())]
+
+
+def _class_data(session, chosen: list[int], seed: int) -> ClassData:
+    names = [c.name for c in session.dataset.classes]
     images = []
     for i in chosen:
-        x = s.cache.get(i)
+        x = session.cache.get(i)
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed * 7919 + i))
         images.append(x[perm])
-    return ClassData(test, images), s
+    return ClassData([names[i] for i in chosen], images)
 
 
 def check_source(src: CheckpointSource, features: Features) -> None:
@@ -242,15 +277,60 @@ def evaluate(
                 f"memorisation {r['memorisation']:.3f}  diversity {r['diversity']:.3f}"
             )
         result["shots"][K] = entry
-    for k in cfg.augment_k:
-        result["augment"][k] = augmentation(classes, gans, k, steps, cfg, jitter, log=log)
+    if cfg.augment_k:
+        # the rows of the protocol: every GAN, and `affine` used as a generator (jittered copies
+        # of the shots, added at the same mix ratio): the free reference for "adding images"
+        rows = [AffineSource(jitter), *gans]
+        val = validation_classes(session, cfg.val_classes, cfg.seed)
+        for k in cfg.augment_k:
+            choice = choose_protocol(val, rows, k, steps, cfg, jitter, log=log)
+            result["augment"][k] = augmentation(
+                classes, rows, k, steps, cfg, jitter, mix=choice["mix"],
+                classifier_steps=choice["classifier_steps"], log=log,
+            ) | {"choice": choice}  # fmt: skip
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
 
-def augmentation(
-    classes: ClassData,
-    gans: list[CheckpointSource],
+@dataclass
+class _Protocol:
+    """One augmentation protocol's data: k real images per class, the rest to test on, and
+    each row's generated images (adapted from the same k shots)."""
+
+    x_real: Tensor  # (T * k, C, H, W)
+    y_real: Tensor  # (T * k,)
+    x_test: Tensor
+    y_test: Tensor
+    generated: dict[str, tuple[Tensor, Tensor, int]]  # row -> images, labels, failed classes
+
+    @classmethod
+    def make(cls, classes: ClassData, rows: list[Source], k: int, steps: int, num: int, seed: int):
+        shots, rest = classes.split(k)  # (T, k, C, H, W); per class the test images
+        T = shots.shape[0]
+        generated = {}
+        for g in rows:
+            smp = g.samples(shots, num, steps=[steps], seed=seed)
+            smp = smp[steps] if steps in smp else smp[0]  # reference rows do not adapt
+            labels = torch.arange(T).repeat_interleave(num)
+            generated[g.name] = (smp.images.flatten(0, 1), labels, int(smp.failed.sum()))
+        return cls(
+            shots.flatten(0, 1), torch.arange(T).repeat_interleave(k), torch.cat(rest),
+            torch.cat([torch.full((x.shape[0],), c) for c, x in enumerate(rest)]), generated,
+        )  # fmt: skip
+
+    def accuracy(self, row: str | None, mix: float, fc: FitConfig, jitter) -> float:
+        """Test accuracy of one classifier: real images (plus ``row``'s generated ones at
+        ``mix``), trained with ``jitter`` applied to every batch when given."""
+        x_gen, y_gen = self.generated[row][:2] if row is not None else (None, None)
+        data = MixedFewShotDataset(self.x_real, self.y_real, x_gen, y_gen,
+                                   mix=mix if row is not None else 0.0)  # fmt: skip
+        net = fit_set(data, int(self.y_real.max()) + 1, fc, augment=jitter)
+        return accuracy(net, self.x_test, self.y_test)
+
+
+def choose_protocol(
+    val: ClassData,
+    rows: list[Source],
     k: int,
     steps: int,
     cfg: EvalConfig,
@@ -258,33 +338,65 @@ def augmentation(
     *,
     log=print,
 ) -> dict:
-    """The four-arm few-shot classification protocol for k real images per class."""
-    shots, rest = classes.split(k)  # (T, k, C, H, W); per class the test images
-    T = shots.shape[0]
-    x_real = shots.flatten(0, 1)
-    y_real = torch.arange(T).repeat_interleave(k)
-    x_test = torch.cat(rest)
-    y_test = torch.cat([torch.full((x.shape[0],), c) for c, x in enumerate(rest)])
+    """Choose the classifier's steps and the mix ratio on validation (meta-train) classes:
+    the steps that give real + affine the best accuracy, then the ratio that gives
+    real + generated + affine the best accuracy averaged over every row. Ties go to fewer
+    steps and to the smaller ratio."""
+    p = _Protocol.make(val, rows, k, steps, cfg.augment_num, cfg.seed)
     fc = dataclasses.replace(cfg.classifier, seed=cfg.seed)
+    by_steps = {n: p.accuracy(None, 0.0, dataclasses.replace(fc, steps=n), jitter)
+                for n in sorted(cfg.augment_steps)}  # fmt: skip
+    best_steps = max(by_steps, key=lambda n: (by_steps[n], -n))
+    fc = dataclasses.replace(fc, steps=best_steps)
+    by_mix = {r: {g.name: p.accuracy(g.name, r, fc, jitter) for g in rows}
+              for r in sorted(cfg.augment_mix)}  # fmt: skip
+    mean = {r: sum(v.values()) / len(v) for r, v in by_mix.items()}
+    best_mix = max(mean, key=lambda r: (mean[r], -r))
+    log(
+        f"augment k={k}: on {len(val.names)} validation classes (meta-train side) chose "
+        f"{best_steps} classifier steps (real + affine {by_steps[best_steps]:.3f}) and mix "
+        f"ratio {best_mix} (mean real + generated + affine {mean[best_mix]:.3f})"
+    )
+    return {
+        "classifier_steps": best_steps,
+        "mix": best_mix,
+        "validation": {"classes": val.names, "real+affine": by_steps, "real+gen+affine": by_mix},
+    }
 
-    def arm(x, y, aug):
-        return accuracy(fit(x, y, T, fc, augment=jitter if aug else None), x_test, y_test)
 
-    out = {"real": arm(x_real, y_real, False), "real+affine": arm(x_real, y_real, True), "rows": {}}
+def augmentation(
+    classes: ClassData,
+    rows: list[Source],
+    k: int,
+    steps: int,
+    cfg: EvalConfig,
+    jitter: AffineJitter,
+    *,
+    mix: float,
+    classifier_steps: int,
+    log=print,
+) -> dict:
+    """The four-arm few-shot classification protocol for k real images per class, each row's
+    generated images drawn at ``mix`` of every classifier batch."""
+    p = _Protocol.make(classes, rows, k, steps, cfg.augment_num, cfg.seed)
+    fc = dataclasses.replace(cfg.classifier, seed=cfg.seed, steps=classifier_steps)
+    out = {
+        "real": p.accuracy(None, 0.0, fc, None),
+        "real+affine": p.accuracy(None, 0.0, fc, jitter),
+    }
+    out |= {"mix": mix, "classifier_steps": classifier_steps, "rows": {}}
     log(f"augment k={k}: real only {out['real']:.3f}, real + affine {out['real+affine']:.3f}")
-    for g in gans:
-        smp = g.samples(shots, cfg.augment_num, steps=[steps], seed=cfg.seed)[steps]
-        x = torch.cat([x_real, smp.images.flatten(0, 1)])
-        y = torch.cat([y_real, torch.arange(T).repeat_interleave(cfg.augment_num)])
-        row = {"real+gen": arm(x, y, False), "real+gen+affine": arm(x, y, True)}
+    for g in rows:
+        row = {"real+gen": p.accuracy(g.name, mix, fc, None),
+               "real+gen+affine": p.accuracy(g.name, mix, fc, jitter)}  # fmt: skip
         row["gain"] = row["real+gen+affine"] - out["real+affine"]
-        row["failed_classes"] = int(smp.failed.sum())
+        row["failed_classes"] = p.generated[g.name][2]
         out["rows"][g.name] = row
         log(
             f"augment k={k} {g.name}: real + gen {row['real+gen']:.3f}, "
             f"real + gen + affine {row['real+gen+affine']:.3f} (gain {row['gain']:+.3f})"
         )
-    out["test_images"] = int(x_test.shape[0])
+    out["test_images"] = int(p.x_test.shape[0])
     return out
 
 
