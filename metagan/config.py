@@ -46,7 +46,9 @@ class DataConfig:
     invert: bool = True  # strokes bright on a dark background, the usual GAN convention
     shots: int = 5  # K support images per task
     queries: int = 5  # Q query images per task (outer loss)
-    test_fraction: float = 0.2  # share of groups (alphabets) held out for meta-test
+    # share of groups (alphabets) held out for meta-test; 0: none (every class trains, for a
+    # generator to ship rather than to evaluate)
+    test_fraction: float = 0.2
     test_groups: list[str] = field(default_factory=list)  # explicit meta-test groups instead
     seed: int = 0  # dataset generation (glyphs) and the train/test split
 
@@ -59,8 +61,10 @@ class DataConfig:
             raise ConfigError(f"data.shots must be a positive integer, got {self.shots}")
         if self.queries < 0:
             raise ConfigError(f"data.queries must be >= 0, got {self.queries}")
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(
+                f"data.test_fraction must be in [0, 1) (0: no meta-test classes), got {self.test_fraction}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

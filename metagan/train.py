@@ -225,13 +225,14 @@ class Trainer:
         checkpoint.save(self.out / CHECKPOINT, state)
 
     def sample_grid(self) -> Path | None:
-        """Adapt to fixed meta-test classes; one row per class: its shots, then samples
-        (on rank 0 only; other ranks return None)."""
+        """Adapt to fixed meta-test classes (meta-train ones when every class trains); one row
+        per class: its shots, then samples (on rank 0 only; other ranks return None)."""
         if not self.dist.is_main:
             return None
         cfg, s = self.cfg, self.s
-        test = s.sampler("test", queries=0)
-        classes = s.split[1][: cfg.run.sample_classes]
+        which = "test" if s.split[1] else "train"
+        test = s.sampler(which, queries=0)
+        classes = s.split[1 if s.split[1] else 0][: cfg.run.sample_classes]
         batch = test.for_classes(classes, seed=cfg.run.seed).to(s.device)
         rows = adapt_and_sample(
             s, self.params, batch.support, cfg.run.sample_num, seed=cfg.run.seed

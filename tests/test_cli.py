@@ -218,3 +218,18 @@ def test_train_and_adapt_on_real_omniglot(tmp_path):
     assert main(["adapt", "--checkpoint", str(out / "checkpoint.pt"), "--class", "Latin/character03",
                  "--shots", "3", "--num", "4", "--out", str(ad)]) == 0  # fmt: skip
     assert len(list(ad.glob("sample_*.png"))) == 4
+
+
+def test_training_on_every_class_ships_a_generator_with_no_unseen_classes(tmp_path, capsys):
+    # data.test_fraction = 0: every class trains (the shipped checkpoints); the sample grid
+    # shows meta-train classes, and asking for unseen classes is a one-line error
+    code, out = train(tmp_path, "data.test_fraction=0", "run.sample_every=3")
+    assert code == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"]["data"]["test_fraction"] == 0
+    assert list((out / "samples").glob("*.png"))
+    capsys.readouterr()
+    expect_error(capsys, ["adapt", "--checkpoint", str(out / "checkpoint.pt"), "--unseen", "2",
+                          "--out", str(tmp_path / "a")],
+                 "trained on every class", "--images DIR")  # fmt: skip
+    assert not (tmp_path / "a").exists()

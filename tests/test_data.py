@@ -398,8 +398,13 @@ def test_split_named_groups_and_errors(omniglot):
     assert "unknown test group 'Greeek'" in msg and "did you mean 'Greek'" in msg
     with pytest.raises(DataError, match="leave at least one group"):
         split_classes(omniglot, test_groups=SMALL1_ALPHABETS)
-    with pytest.raises(ConfigError, match=r"in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"in \[0, 1\)"):
         split_classes(omniglot, test_fraction=1.0)
+
+
+def test_test_fraction_zero_trains_on_every_class(omniglot):
+    train, test = split_classes(omniglot, test_fraction=0.0)
+    assert test == [] and train == list(range(len(omniglot.classes)))
 
 
 def test_split_by_class_without_groups():

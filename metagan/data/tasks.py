@@ -63,7 +63,8 @@ def split_classes(
     least ``test_fraction`` of the classes, always leaving one group for training. Classes
     without a group are split by class. A dataset with fewer than two groups is split by class.
 
-    :param test_fraction: share of classes for meta-test, in (0, 1); unused with ``test_groups``.
+    :param test_fraction: share of classes for meta-test, in [0, 1); 0 puts every class in
+        meta-train (nothing to evaluate on, a generator to ship); unused with ``test_groups``.
     :param test_groups: explicit meta-test groups (e.g. ``["Greek", "Latin"]``).
     :param seed: the same seed gives the same split.
     """
@@ -73,9 +74,11 @@ def split_classes(
         names = [test_groups] if isinstance(test_groups, str) else list(test_groups)
         return _split_named_groups(dataset, names, groups)
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
-        raise ConfigError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be in (0, 1) exclusive, got {test_fraction!r}")
+        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    if test_fraction == 0:
+        return list(range(n)), []
     if n < 2:
         raise DataError(
             f"cannot split {n} class(es) into meta-train and meta-test; the dataset needs >= 2"
