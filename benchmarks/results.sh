@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the tables of docs/results.md.
-#   benchmarks/results.sh glyphs|small1|conditional [train|eval|all]   (default: all)
+#   benchmarks/results.sh glyphs|small1|conditional|warp [train|eval|all]   (default: all)
 # train: meta-train every entry (configs/results.toml, or configs/conditional.toml for the
 #        `conditional` table; small1 and conditional: one run per held-out alphabet); runs
 #        that already reached their last iteration are kept.
@@ -9,7 +9,7 @@
 # Finished steps are kept (a rerun resumes); FORCE=1 redoes the evaluations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional [train|eval|all]}
+WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional|warp [train|eval|all]}
 PHASE=${2:-all}
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/results}
@@ -39,7 +39,12 @@ case $WHICH in
           FOLDS=$SMALL1_FOLDS; CONFIG=configs/conditional.toml; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"dagan+fomaml fusion+fomaml dagan+finetune dcgan+fomaml"}
           EVAL_ARGS=${EVAL_ARGS:-"--shots 5 --num 32 --classifier-steps 200 --augment-k 5 --augment-num 64"} ;;
-  *) echo "results.sh: unknown table $WHICH; use glyphs, small1 or conditional" >&2; exit 2 ;;
+  # the warp generator, meta-learned (fomaml), trained without meta-learning (finetune) and
+  # untrained (scratch: what the architecture's random warps give for free)
+  warp)   FOLDS=$SMALL1_FOLDS; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
+          ALGOS=${ALGOS:-"warp+fomaml warp+finetune warp+scratch"}
+          EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --steps 20 --num 32 --augment-k 5 --augment-num 64"} ;;
+  *) echo "results.sh: unknown table $WHICH; use glyphs, small1, conditional or warp" >&2; exit 2 ;;
 esac
 
 train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan+fomaml)

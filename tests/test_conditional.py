@@ -1,4 +1,4 @@
-"""Shot-conditioned architectures (`dagan`, `fusion`): the contract, batched == sequential for
+"""Shot-conditioned architectures (`dagan`, `fusion`, `warp`): the contract, batched == sequential for
 every meta-algorithm, the randomness inside G, the mode-seeking term, and the CLI end to end."""
 
 import json
@@ -18,7 +18,7 @@ from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine, m
 from metagan.models import ArchConfig, FunctionalNet, GanPair
 from metagan.testing import check_architecture
 
-CONDITIONAL = ["dagan", "fusion"]
+CONDITIONAL = ["dagan", "fusion", "warp"]
 
 
 def pair(registries, arch, *, size=28, z_dim=8, width=4):
@@ -89,6 +89,41 @@ def test_randomness_is_a_function_of_z_and_tasks_are_independent(registries, arc
     z2 = z.clone()
     z2[..., -1] += 0.37
     assert not torch.allclose(vmap(G)(theta, z2, shots), x)
+
+
+def _warp_with(registries, flow_bias: tuple[float, float], size=28):
+    """A warp G whose flow is the constant ``flow_bias`` (pre-tanh) and whose residual is 0."""
+    g = pair(registries, "warp", size=size).generator
+    with torch.no_grad():
+        g.flow.weight.zero_()
+        g.flow.bias.copy_(torch.tensor(flow_bias))
+        g.res[1].weight.zero_()
+        g.res[1].bias.zero_()
+    return g
+
+
+def test_warp_with_zero_flow_and_residual_returns_its_shot(registries):
+    from plugins.metagan_builtin.architectures.dagan import one_shot
+
+    g = _warp_with(registries, (0.0, 0.0))
+    shots = torch.rand(4, 1, 28, 28) * 2 - 1
+    z = torch.randn(6, 8)
+    pick = one_shot(z, 4).argmax(1)
+    torch.testing.assert_close(g(z, shots), shots[pick], atol=1e-5, rtol=0)
+
+
+def test_warp_with_a_constant_flow_translates_the_shot_by_that_many_pixels(registries):
+    from plugins.metagan_builtin.architectures.warp import MAX_SHIFT
+
+    # a flow of +2 px in x: the output at column j reads the shot at column j + 2, and the
+    # two columns at the right edge repeat the shot's last column (border padding)
+    shift_px = 2.0
+    u = shift_px / 28 / MAX_SHIFT  # tanh(b) * 2 * MAX_SHIFT grid units = shift_px * 2 / 28
+    g = _warp_with(registries, (float(torch.atanh(torch.tensor(u))), 0.0))
+    shot = torch.rand(1, 1, 28, 28) * 2 - 1
+    out = g(torch.randn(3, 8), shot)
+    expect = torch.cat([shot[..., 2:], shot[..., -1:].expand(-1, -1, -1, 2)], -1)
+    torch.testing.assert_close(out, expect.expand(3, -1, -1, -1), atol=1e-4, rtol=0)
 
 
 def test_dagan_picks_one_shot_uniformly_and_fusion_mixes_convexly():

@@ -1,5 +1,5 @@
-"""Built-in architectures: ``dcgan`` and ``mlp`` (unconditional); ``dagan`` and ``fusion``
-(conditioned on the task's shots)."""
+"""Built-in architectures: ``dcgan`` and ``mlp`` (unconditional); ``dagan``, ``fusion`` and
+``warp`` (conditioned on the task's shots)."""
 
 from metagan.plugins import hookimpl
 
@@ -7,6 +7,7 @@ from .dagan import build_dagan
 from .dcgan import build_dcgan
 from .fusion import build_fusion
 from .mlp import build_mlp
+from .warp import build_warp
 
 
 @hookimpl
@@ -22,4 +23,8 @@ def metagan_register_architectures(registry):
     registry.add(
         "fusion", build_fusion,
         description="conditional: G mixes all K shots' features with random convex weights",
+    )  # fmt: skip
+    registry.add(
+        "warp", build_warp,
+        description="conditional: G learns a smooth warp (and a faint residual) of one shot; dagan's D",
     )  # fmt: skip
