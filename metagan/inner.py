@@ -286,7 +286,18 @@ class SequentialEngine(Engine):
         return lambda x: functional_call(net.module, full, (x, *cond))
 
     def _update(self, net, params, grads, lr, states, step):
-        """Per-tensor updates; ``lr`` is a float or a flat (P,) tensor of per-parameter rates."""
+        """Per-tensor updates; ``lr`` is a float or a flat (P,) tensor of per-parameter rates.
+
+        Gradient clipping is per task over the whole network (as in the batched engine and the
+        docs), so the tensors' gradients are scaled together here and each per-tensor update
+        runs unclipped.
+        """
+        kw = self.step_kwargs()
+        if kw["max_grad_norm"] is not None:
+            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+            scale = torch.clamp(kw["max_grad_norm"] / (norm + 1e-6), max=1.0)
+            grads = [g * scale for g in grads]
+        kw["max_grad_norm"] = None
         out, new_states = {}, {}
         for (name, off, n), g in zip(net.spec.segments(), grads):
             p = params[name]
@@ -297,7 +308,7 @@ class SequentialEngine(Engine):
                 lr_t,
                 state=states.get(name),
                 step=step,
-                **self.step_kwargs(),
+                **kw,
             )
             out[name] = new.view(p.shape)
         return out, new_states

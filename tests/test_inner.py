@@ -31,12 +31,25 @@ def engines(registries, cfg, arch="dcgan"):
     return BatchedEngine(pair, loss, cfg), SequentialEngine(pair, loss, cfg)
 
 
+# inner.max_grad_norm = 0.01 is far below the tiny networks' per-task gradient norms (each test
+# asserts it), so clipping really acts; sgd (and two algorithms) also run without it.
+CLIP = 0.01
+
+
+def assert_clipping_triggers(engine, g0, d0, batch, noise, T=3):
+    """Every task's first D gradient (the whole network's, at the initialisation) exceeds CLIP."""
+    _, gd, _, _ = engine.task_grads(
+        rows(g0, T), rows(d0, T), batch.support, noise.inner[0], batch.support
+    )
+    assert (gd.norm(dim=1) > CLIP).all(), gd.norm(dim=1)
+
+
 @pytest.mark.parametrize("method", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("arch", ["dcgan", "mlp", "dagan", "fusion"])
 def test_batched_adapt_equals_sequential(registries, float64, method, arch):
-    cfg = InnerConfig(
-        steps=3, lr_g=0.05, lr_d=0.07, method=method, r1_gamma=0.5 if arch == "mlp" else 0.0
-    )
+    clip = 0.0 if method == "sgd" else CLIP
+    cfg = InnerConfig(steps=3, lr_g=0.05, lr_d=0.07, method=method,
+                      r1_gamma=0.5 if arch == "mlp" else 0.0, max_grad_norm=clip)  # fmt: skip
     batched, seq = engines(registries, cfg, arch)
     batch = make_batch()
     noise = Noise.draw(3, 3, 2, 8, generator=torch.Generator().manual_seed(1))
@@ -49,11 +62,29 @@ def test_batched_adapt_equals_sequential(registries, float64, method, arch):
     # adaptation moved the parameters, and differently for different tasks
     assert not torch.allclose(a.theta_d[0], d0)
     assert not torch.allclose(a.theta_d[0], a.theta_d[1])
+    if clip:
+        assert_clipping_triggers(batched, g0, d0, batch, noise)
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_batched_meta_gradients_equal_sequential(registries, float64, name):
-    cfg = InnerConfig(steps=2, lr_g=0.05, lr_d=0.05)
+def test_sequential_engine_clips_the_whole_network_per_task(registries, float64):
+    """One SGD step with clipping equals θ − β·g·c/(‖g‖ + 1e-6), ‖g‖ over every tensor of the
+    task's network (not per tensor), derived from the unclipped gradient."""
+    _, seq = engines(registries, InnerConfig(steps=1, lr_d=0.07, max_grad_norm=CLIP))
+    batch = make_batch()
+    noise = Noise.draw(1, 3, 2, 8, generator=torch.Generator().manual_seed(1))
+    g0, d0 = seq.G.init_flat(), seq.D.init_flat()
+    _, gd, _, _ = seq.task_grads(rows(g0, 3), rows(d0, 3), batch.support, noise.inner[0])
+    norm = gd.norm(dim=1, keepdim=True)  # (T, 1)
+    assert (norm > CLIP).all()
+    out = seq.adapt(rows(g0, 3), rows(d0, 3), batch.support, noise.inner, lr_g=0.05, lr_d=0.07)
+    torch.testing.assert_close(out.theta_d, d0 - 0.07 * gd * (CLIP / (norm + 1e-6)))
+
+
+@pytest.mark.parametrize(
+    "name, clip", [(n, CLIP) for n in ALGORITHMS] + [("fomaml", 0.0), ("maml", 0.0)]
+)
+def test_batched_meta_gradients_equal_sequential(registries, float64, name, clip):
+    cfg = InnerConfig(steps=2, lr_g=0.05, lr_d=0.05, max_grad_norm=clip)
     batched, seq = engines(registries, cfg)
     algo = registries.algorithms.get(name)(meta=MetaConfig(algorithm=name), inner=cfg)
     g0, d0 = batched.G.init_flat(), batched.D.init_flat()
@@ -67,6 +98,8 @@ def test_batched_meta_gradients_equal_sequential(registries, float64, name):
     for k in params:
         torch.testing.assert_close(ra.grads[k], rb.grads[k], msg=f"{name}: meta-gradient {k}")
         assert ra.grads[k].abs().sum() > 0, f"{name}: zero meta-gradient for {k}"
+    if clip and name != "finetune":  # finetune has no inner loop: nothing to clip
+        assert_clipping_triggers(batched, g0, d0, batch, noise)
 
 
 class TinyG(nn.Module):
