@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench results-glyphs results-small1 results-conditional clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ demo: install
 
 bench: install
 	$(BIN)/metagan bench
+
+# The peers (learn2learn, higher) for benchmarks/peers.py: never part of `make install`.
+peers: install
+	bash benchmarks/install_peers.sh $(BIN)/python
+
+bench-peers: peers
+	$(BIN)/python benchmarks/peers.py
 
 # The tables of docs/results.md: meta-train every algorithm, fit the feature extractor, evaluate.
 results-glyphs: install

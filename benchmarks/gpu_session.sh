@@ -9,6 +9,11 @@
 # $OUT receives at most 6 files (setup.log, pytest_cuda.log, bench.log, bench.jsonl,
 # train.log, train.tar.gz); the work folder is $WORK. OPS=1 adds, at the end, the fused op's
 # own benchmark (BENCHMARKS.md's op table) and the JIT-build check, into bench.log.
+# PEERS=DIR adds the side-by-side peer benchmark (benchmarks/peers.py: learn2learn, higher,
+# metagan's modes, T = 8 and 32, first and second order) into peers.log and peers.jsonl; DIR
+# holds the two peer wheels, made on a machine with the network by
+#     bash benchmarks/install_peers.sh .venv/bin/python .whl/peers
+# and carried over (the GPU machine reaches no index). PEERS_ONLY=1 runs setup and the peers only.
 set -x -o pipefail
 export PYTHONUNBUFFERED=1
 OUT="${OUT:-$PWD/out/gpu}"
@@ -25,6 +30,18 @@ PY="${PYTHON:-python3}"
   "$PY" -c "import metagan._C" 2>/dev/null || time METAGAN_CUDA=1 "$PY" -m pip install -q --no-deps --no-build-isolation -e . || echo "INSTALL FAILED"
   "$PY" -m metagan plugins | head -3
 } > "$OUT/setup.log" 2>&1
+
+peers() {  # the side-by-side peer benchmark on the GPU (section 4; alone with PEERS_ONLY=1)
+  {
+    bash benchmarks/install_peers.sh "$PY" "$PEERS" || { echo "PEERS INSTALL FAILED"; return; }
+    timeout 400 "$PY" benchmarks/peers.py --device cuda --tasks 8,32 --rounds 3 --json "$OUT/peers.jsonl"
+  } > "$OUT/peers.log" 2>&1
+}
+if [ -n "${PEERS_ONLY:-}" ]; then
+  peers
+  echo "done after ${SECONDS}s"
+  exit 0
+fi
 
 # -- 1. meta-train dagan on the small1 folds, on the GPU, in the background ----------------------
 train_fold() {
@@ -75,4 +92,6 @@ if [ -n "${OPS:-}" ]; then
     METAGAN_OPS=jit timeout 300 "$PY" benchmarks/jit_check.py
   } >> "$OUT/bench.log" 2>&1
 fi
+# -- 4. learn2learn and higher side by side with metagan ---------------------------------------
+if [ -n "${PEERS:-}" ]; then peers; fi
 echo "done after ${SECONDS}s"

@@ -158,26 +158,20 @@ class Workload:
     recompute: bool = False
 
 
-def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False):
-    """A closure that runs one whole meta-iteration (meta-gradients + Adam step) on random data;
-    ``graph``: the meta-gradients replayed from a CUDA graph captured here."""
-    device = torch.device(w.device)
+def workload_pair(registries, w: Workload):
+    """The workload's G/D pair, on its device, initialised from seed 0 (the same in every mode)."""
     torch.manual_seed(0)
     pair = registries.architectures.get(w.arch)(
         ArchConfig(image_size=w.image_size, z_dim=w.z_dim, width=w.width)
     )
-    pair.generator.to(device)
-    pair.discriminator.to(device)
-    inner = InnerConfig(steps=w.inner_steps, recompute=w.recompute)
-    meta = MetaConfig(algorithm=w.algorithm, tasks=w.tasks)
-    eng = ENGINES[engine](pair, registries.losses.get("nonsaturating"), inner)
-    algo = registries.algorithms.get(w.algorithm)(meta=meta, inner=inner)
-    g, d = eng.G.init_flat(), eng.D.init_flat()
-    params = {
-        k: torch.nn.Parameter(v.clone())
-        for k, v in {"g": g, "d": d, **algo.extra_parameters(g, d)}.items()
-    }
-    opt = torch.optim.Adam(params.values(), lr=meta.lr, betas=meta.betas)
+    pair.generator.to(w.device)
+    pair.discriminator.to(w.device)
+    return pair
+
+
+def workload_data(w: Workload) -> tuple[TaskBatch, Noise]:
+    """The workload's random images and latent codes (seed 0; the same in every mode)."""
+    device = torch.device(w.device)
     gen = torch.Generator().manual_seed(0)
     size = (w.image_size, w.image_size)
     batch = TaskBatch(
@@ -188,6 +182,24 @@ def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False)
         classes=torch.arange(w.tasks, device=device),
     )
     noise = Noise.draw(w.inner_steps, w.tasks, w.shots, w.z_dim, generator=gen, device=device)
+    return batch, noise
+
+
+def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False):
+    """A closure that runs one whole meta-iteration (meta-gradients + Adam step) on random data;
+    ``graph``: the meta-gradients replayed from a CUDA graph captured here."""
+    pair = workload_pair(registries, w)
+    inner = InnerConfig(steps=w.inner_steps, recompute=w.recompute)
+    meta = MetaConfig(algorithm=w.algorithm, tasks=w.tasks)
+    eng = ENGINES[engine](pair, registries.losses.get("nonsaturating"), inner)
+    algo = registries.algorithms.get(w.algorithm)(meta=meta, inner=inner)
+    g, d = eng.G.init_flat(), eng.D.init_flat()
+    params = {
+        k: torch.nn.Parameter(v.clone())
+        for k, v in {"g": g, "d": d, **algo.extra_parameters(g, d)}.items()
+    }
+    opt = torch.optim.Adam(params.values(), lr=meta.lr, betas=meta.betas)
+    batch, noise = workload_data(w)
     step = algo.step
     if graph:
         from metagan.graphs import GraphedMetaStep
@@ -202,6 +214,7 @@ def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    iteration.meta_gradients = lambda: step(params, batch, noise, eng).grads  # for checks
     return iteration
 
 
