@@ -138,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
 
-    from metagan import bench
-
-    bench.add_parser(sub, _positive)
+    _add_bench_parser(sub)
     _add_eval_parser(sub)
 
     d = sub.add_parser("data", help="dataset utilities")
@@ -151,6 +149,69 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--splits", nargs="+", default=["images_background", "images_evaluation"])
     dl.set_defaults(func=cmd_download)
     return p
+
+
+def _positive_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        vals = []
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of positive integers, got {text!r}"
+        )
+    return vals
+
+
+def _add_bench_parser(sub) -> None:
+    b = sub.add_parser(
+        "bench", help="time meta-iterations: batched vs the sequential per-task loop"
+    )
+    b.add_argument(
+        "--algorithm",
+        type=lambda s: s.split(","),
+        default=["fomaml", "maml"],
+        help="comma-separated",
+    )
+    b.add_argument("--arch", default="dcgan")
+    b.add_argument("--image-size", type=int, default=28)
+    b.add_argument(
+        "--tasks",
+        type=_positive_list,
+        default=[1, 4, 8],
+        help="comma-separated T values, e.g. 1,4,8,32,128",
+    )
+    b.add_argument("--shots", type=_positive("--shots"), default=5)
+    b.add_argument("--queries", type=_positive("--queries"), default=5)
+    b.add_argument("--inner-steps", type=_positive("--inner-steps"), default=5)
+    b.add_argument("--z-dim", type=_positive("--z-dim"), default=64)
+    b.add_argument("--width", type=_positive("--width"), default=32)
+    b.add_argument("--device", default="cpu")
+    b.add_argument(
+        "--modes",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated, from sequential,batched,batched-ext,batched-graph "
+        "(default: those the device supports)",
+    )
+    b.add_argument("--repeats", type=_positive("--repeats"), default=5)
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    b.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    b.add_argument(
+        "--recompute",
+        action="store_true",
+        help="second-order algorithms recompute each inner step in the backward (inner.recompute)",
+    )
+    b.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="JSON lines to PATH, or to stdout",
+    )
+    b.set_defaults(func=cmd_bench)
 
 
 def _add_eval_parser(sub) -> None:
@@ -309,7 +370,7 @@ def cmd_train(args, regs) -> int:
         print(cfg.to_toml(), end="")
         return 0
     ctx = distributed.setup(cfg)  # under torchrun: join the group, build on this rank's GPU
-    trainer = Trainer(cfg, Session(ctx.rank_config(cfg), regs), resume=args.resume)
+    trainer = Trainer(cfg, Session(ctx.rank_config(cfg), regs), resume=args.resume, dist=ctx)
     res = trainer.run(log=_log)
     if ctx.is_main:
         print(f"checkpoint: {res.checkpoint}")
@@ -318,29 +379,17 @@ def cmd_train(args, regs) -> int:
     return 0
 
 
-def _session_from_checkpoint(path: Path, regs, overrides=()):
-    from metagan.session import Session
-
-    ckpt = checkpoint.load(path)
-    bad = [o for o in overrides if not o.startswith("inner.")]
-    if bad:
-        raise ConfigError(f"adapt takes only inner.* overrides (how to adapt), got {bad[0]!r}")
-    cfg = config.load(None, list(overrides), base=ckpt["config"])
-    s = Session(cfg, regs)
-    return s, s.load_params(path, ckpt)
-
-
 def cmd_adapt(args, regs) -> int:
+    from metagan.adaptation import adapt_and_sample, load_session, read_shots
     from metagan.data.images import save_grid
     from metagan.io import atomic_write
-    from metagan.train import adapt_and_sample
 
-    s, params = _session_from_checkpoint(args.checkpoint, regs, args.overrides)
+    s, params = load_session(args.checkpoint, regs, overrides=args.overrides)
     K = args.shots or s.cfg.data.shots
     steps = args.steps or s.cfg.inner.steps
     size, invert = s.cfg.data.image_size, s.cfg.data.invert
     if args.images is not None:
-        shots = _read_shots(args.images, K, size, invert)  # (1, K, C, H, W)
+        shots = read_shots(args.images, K, size, invert)  # (1, K, C, H, W)
         names = [args.images.name]
     else:
         if args.class_name is not None:
@@ -385,9 +434,10 @@ def _slug(name: str) -> str:
 
 
 def cmd_sample(args, regs) -> int:
+    from metagan.adaptation import load_session, read_shots
     from metagan.data.images import save_grid
 
-    s, params = _session_from_checkpoint(args.checkpoint, regs)
+    s, params = load_session(args.checkpoint, regs)
     arch, invert = s.cfg.model.arch, s.cfg.data.invert
     if s.engine.conditional and args.images is None:
         raise ConfigError(
@@ -397,7 +447,7 @@ def cmd_sample(args, regs) -> int:
         raise ConfigError(f"architecture {arch!r} is not conditional; drop --images")
     shots = None
     if args.images is not None:  # every image of the folder: (1, K, C, H, W)
-        shots = _read_shots(args.images, 1, s.cfg.data.image_size, invert, all_images=True)
+        shots = read_shots(args.images, 1, s.cfg.data.image_size, invert, all_images=True)
         shots = shots.to(s.device)
     gen = torch.Generator().manual_seed(args.seed)
     z = torch.randn(1, args.num, s.cfg.model.z_dim, generator=gen).to(s.device)
@@ -410,6 +460,12 @@ def cmd_sample(args, regs) -> int:
         f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
     )
     return 0
+
+
+def cmd_bench(args, regs) -> int:
+    from metagan import bench
+
+    return bench.run(args, regs)
 
 
 def cmd_fit_features(args, regs) -> int:
@@ -492,18 +548,6 @@ def cmd_download(args, regs) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _read_shots(folder: Path, k: int, size: int, invert: bool, *, all_images=False) -> torch.Tensor:
-    """The first ``k`` (or, with ``all_images``, every) image of ``folder``: (1, K, C, H, W)."""
-    from metagan.data.images import read_image_dir, to_tensor
-
-    images = read_image_dir(folder)
-    if len(images) < k:
-        raise DataError(
-            f"--images {folder} holds {len(images)} images but --shots is {k}; add images or lower --shots"
-        )
-    return to_tensor(images if all_images else images[:k], size, invert=invert)[None]
-
-
 def _write_samples(out: Path, samples: torch.Tensor, invert: bool) -> None:
     from metagan.data.images import to_pil
     from metagan.io import atomic_write

@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from metagan import checkpoint, distributed
+from metagan.adaptation import adapt_and_sample, memorisation
 from metagan.config import Config
 from metagan.data.images import save_grid
 from metagan.errors import ConfigError, TrainingDiverged
-from metagan.eval.metrics import nearest_shot_distance
 from metagan.inner import Noise
 from metagan.io import atomic_write
 from metagan.session import Session
@@ -41,11 +41,18 @@ class TrainResult:
 
 class Trainer:
     def __init__(
-        self, cfg: Config, session: Session | None = None, *, resume: str | Path | None = None
+        self,
+        cfg: Config,
+        session: Session | None = None,
+        *,
+        resume: str | Path | None = None,
+        dist: distributed.Context | None = None,
     ):
         self.cfg = cfg
         # -- distributed (torchrun, metagan/distributed.py; one process: the plain path) --------
-        self.dist = distributed.setup(cfg)
+        # ``dist``: the context the caller already set up (the CLI does it once, before it
+        # builds the Session on this rank's device); None: set it up here.
+        self.dist = distributed.setup(cfg) if dist is None else dist
         self.s = distributed.rank_session(self.dist, cfg, session)  # on cuda:LOCAL_RANK
         self.out = Path(cfg.run.out)
         self.step = 0
@@ -244,39 +251,3 @@ class Trainer:
             invert=cfg.data.invert,
         )
         return path
-
-
-def adapt_and_sample(
-    s: Session, params, shots: torch.Tensor, num: int, *, seed: int, steps: int | None = None
-) -> torch.Tensor:
-    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)."""
-    T, K = shots.shape[:2]
-    steps = s.cfg.inner.steps if steps is None else steps
-    gen = torch.Generator().manual_seed(seed)
-    noise = Noise.draw(
-        steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device
-    )
-    adapted = s.algorithm.adapt(params, s.engine, shots, noise.inner)
-    z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen).to(s.device)
-    with torch.no_grad():
-        return s.engine.generate(adapted.theta_g, z, shots).cpu()
-
-
-def memorisation(engine, theta_g: torch.Tensor, batch, z: torch.Tensor) -> float | None:
-    """How close the adapted generators' samples stay to their shots, logged at the log steps.
-
-    Median pixel distance from the fakes G_θ'(z) of the meta-batch (theta_g (T, P_G), the
-    algorithm's adapted generators; z (T, B, Z), the outer noise) to their task's nearest
-    support shot, divided by the same for the task's query images. Costs one generator forward,
-    no second adaptation. 0: copies of the shots; about 1: as new as another real drawing.
-    None without query images or when a query image equals a shot.
-    """
-    if batch.query.shape[1] == 0:
-        return None
-    with torch.no_grad():
-        fake = engine.generate(theta_g, z, batch.support)  # (T, B, C, H, W)
-    shots = batch.support.flatten(2)  # (T, K, C*H*W)
-    d_fake = torch.cat([nearest_shot_distance(f, k) for f, k in zip(fake.flatten(2), shots)])
-    d_real = torch.cat([nearest_shot_distance(q, k) for q, k in zip(batch.query.flatten(2), shots)])
-    ref = float(d_real.median())
-    return float(d_fake.median()) / ref if ref > 0 else None

@@ -14,6 +14,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from metagan.adaptation import nearest_shot_distance
 from metagan.errors import ConfigError
 
 
@@ -110,11 +111,6 @@ def prdc(real: Tensor, fake: Tensor, *, k: int = 3) -> dict[str, float]:
         "density": float(inside.sum(0).double().mean() / k),
         "coverage": float((d.min(1).values < r_real).double().mean()),
     }
-
-
-def nearest_shot_distance(x: Tensor, shots: Tensor) -> Tensor:
-    """Distance from each row of ``x`` (N, F) to its nearest shot (K, F): (N,)."""
-    return torch.cdist(x.double(), shots.double()).min(1).values
 
 
 def memorisation_ratio(fake: Tensor, shots: Tensor, real: Tensor) -> float:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from metagan import checkpoint, config
+from metagan import checkpoint
+from metagan.adaptation import adapt_and_generate, load_session
 from metagan.eval.affine import AffineJitter
 from metagan.inner import Noise
 
@@ -67,16 +68,12 @@ class CheckpointSource(Source):
     adapts = True
 
     def __init__(self, path: str | Path, registries, *, name: str | None = None, device="cpu"):
-        from metagan.session import Session
-
         self.path = Path(path)
         ckpt = checkpoint.load(self.path)
-        cfg = config.load(None, [f'run.device="{device}"'], base=ckpt["config"])
-        self.session = Session(cfg, registries)
-        self.params = self.session.load_params(self.path, ckpt)
-        self.cfg = cfg
+        self.session, self.params = load_session(self.path, registries, device=device, ckpt=ckpt)
+        self.cfg = self.session.cfg
         self.step = int(ckpt["step"])
-        self.name = name or cfg.meta.algorithm
+        self.name = name or self.cfg.meta.algorithm
 
     def samples(self, shots, num, *, steps, seed):
         s = self.session
@@ -84,16 +81,12 @@ class CheckpointSource(Source):
         S = max(steps)
         gen = torch.Generator().manual_seed(seed)
         noise = Noise.draw(S, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen)
-        z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen).to(s.device)  # same z every step
-        shots = shots.to(s.device)
+        z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen)  # the same z at every step
         out = {}
         for step in steps:  # each from the initialisation, so any inner optimiser is exact
-            adapted = s.algorithm.adapt(
-                self.params, s.engine, shots, noise.inner[:step].to(s.device), steps=step
-            )
-            with torch.no_grad():
-                images = s.engine.generate(adapted.theta_g, z, shots).cpu()  # (T, num, C, H, W)
-            failed = ~(adapted.finite.cpu() & torch.isfinite(images).flatten(1).all(1))
+            images, finite = adapt_and_generate(s, self.params, shots, noise.inner, z, steps=step)
+            images = images.cpu()  # (T, num, C, H, W)
+            failed = ~(finite.cpu() & torch.isfinite(images).flatten(1).all(1))
             # a class whose adaptation diverged gets blank pages: counted, and scored as such
             blank = -1.0 if s.cfg.data.invert else 1.0
             images[failed] = blank

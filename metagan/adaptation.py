@@ -1,0 +1,124 @@
+"""Adaptation: from a checkpoint and K images of a class to samples of that class.
+
+One room for everything that happens after meta-training:
+
+* :func:`load_session`: a checkpoint → its :class:`~metagan.session.Session` and meta-parameters;
+* :func:`read_shots`: K image files of one class → a shots tensor ``(1, K, C, H, W)``;
+* :func:`adapt_and_generate` / :func:`adapt_and_sample`: adapt every task's generator to its
+  shots through the algorithm's (batched) inner loop, then draw samples;
+* :func:`nearest_shot_distance` / :func:`memorisation`: how close samples stay to their shots.
+
+Training (sample grids, the logged memorisation), the ``adapt`` and ``sample`` commands,
+evaluation and the Python API (:mod:`metagan.api`) all use these; this module imports neither
+training nor evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from metagan import checkpoint, config
+from metagan.errors import ConfigError, DataError
+from metagan.inner import Noise
+from metagan.session import Session
+
+
+def load_session(
+    path: str | Path,
+    registries=None,
+    *,
+    overrides=(),
+    device: str | None = None,
+    ckpt: dict | None = None,
+) -> tuple[Session, dict[str, Tensor]]:
+    """The Session a checkpoint was trained with, and its meta-parameters loaded into it.
+
+    ``overrides`` change how to adapt (``inner.*`` keys only, e.g. ``inner.lr_g=0.01``);
+    ``device`` replaces the checkpoint's ``run.device``; ``ckpt``: the checkpoint at ``path``
+    when the caller has already read it.
+    """
+    ckpt = checkpoint.load(path) if ckpt is None else ckpt
+    bad = [o for o in overrides if not o.startswith("inner.")]
+    if bad:
+        raise ConfigError(f"adapt takes only inner.* overrides (how to adapt), got {bad[0]!r}")
+    overrides = list(overrides)
+    if device is not None:
+        overrides.append(f"run.device={config._toml_value(str(device))}")
+    cfg = config.load(None, overrides, base=ckpt["config"])
+    s = Session(cfg, registries)
+    return s, s.load_params(path, ckpt)
+
+
+def read_shots(
+    folder: Path, k: int, size: int, invert: bool, *, all_images: bool = False
+) -> Tensor:
+    """The first ``k`` (or, with ``all_images``, every) image of ``folder``: (1, K, C, H, W)."""
+    from metagan.data.images import read_image_dir, to_tensor
+
+    images = read_image_dir(folder)
+    if len(images) < k:
+        raise DataError(
+            f"--images {folder} holds {len(images)} images but --shots is {k}; add images or lower --shots"
+        )
+    return to_tensor(images if all_images else images[:k], size, invert=invert)[None]
+
+
+def adapt_and_generate(
+    s: Session, params, shots: Tensor, inner_noise: Tensor, z: Tensor, *, steps: int
+) -> tuple[Tensor, Tensor]:
+    """Adapt each task's generator to its shots (T, K, C, H, W) for ``steps`` inner steps
+    (noise ``inner_noise[:steps]``, (S, T, B, Z)) and generate from ``z`` (T, N, Z).
+
+    Returns the samples (T, N, C, H, W) on the session's device and which tasks' adaptation
+    stayed finite (T,) bool.
+    """
+    dev = s.device
+    adapted = s.algorithm.adapt(
+        params, s.engine, shots.to(dev), inner_noise[:steps].to(dev), steps=steps
+    )
+    with torch.no_grad():
+        images = s.engine.generate(adapted.theta_g, z.to(dev), shots.to(dev))
+    return images, adapted.finite
+
+
+def adapt_and_sample(
+    s: Session, params, shots: Tensor, num: int, *, seed: int, steps: int | None = None
+) -> Tensor:
+    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)."""
+    T, K = shots.shape[:2]
+    steps = s.cfg.inner.steps if steps is None else steps
+    gen = torch.Generator().manual_seed(seed)
+    noise = Noise.draw(
+        steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device
+    )
+    z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen)
+    images, _ = adapt_and_generate(s, params, shots, noise.inner, z, steps=steps)
+    return images.cpu()
+
+
+def nearest_shot_distance(x: Tensor, shots: Tensor) -> Tensor:
+    """Distance from each row of ``x`` (N, F) to its nearest shot (K, F): (N,)."""
+    return torch.cdist(x.double(), shots.double()).min(1).values
+
+
+def memorisation(engine, theta_g: Tensor, batch, z: Tensor) -> float | None:
+    """How close the adapted generators' samples stay to their shots, logged at the log steps.
+
+    Median pixel distance from the fakes G_θ'(z) of the meta-batch (theta_g (T, P_G), the
+    algorithm's adapted generators; z (T, B, Z), the outer noise) to their task's nearest
+    support shot, divided by the same for the task's query images. Costs one generator forward,
+    no second adaptation. 0: copies of the shots; about 1: as new as another real drawing.
+    None without query images or when a query image equals a shot.
+    """
+    if batch.query.shape[1] == 0:
+        return None
+    with torch.no_grad():
+        fake = engine.generate(theta_g, z, batch.support)  # (T, B, C, H, W)
+    shots = batch.support.flatten(2)  # (T, K, C*H*W)
+    d_fake = torch.cat([nearest_shot_distance(f, k) for f, k in zip(fake.flatten(2), shots)])
+    d_real = torch.cat([nearest_shot_distance(q, k) for q, k in zip(batch.query.flatten(2), shots)])
+    ref = float(d_real.median())
+    return float(d_fake.median()) / ref if ref > 0 else None

@@ -1,0 +1,87 @@
+"""The import graph points one way (docs/architecture.md, "Who owns what").
+
+Read from the source with ``ast`` (module-level and function-local imports alike), so a lazy
+import inside a function cannot hide a wrong-way dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import metagan
+
+PKG = Path(metagan.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module name ``path`` imports, absolute (``from metagan import x`` counts as
+    ``metagan.x`` when x is a submodule, else as ``metagan``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                is_sub = (PKG.parent / Path(*sub.split("."))).with_suffix(".py").exists() or (
+                    PKG.parent / Path(*sub.split("."))
+                ).is_dir()
+                found.add(sub if is_sub else node.module)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) for p in PKG.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def _reaches(graph, start: str, prefix: str) -> list[str]:
+    """A path of imports from ``start`` to a module named ``prefix`` or under it, or []."""
+    seen, stack = {start}, [(start, [start])]
+    while stack:
+        mod, trail = stack.pop()
+        for dep in graph.get(mod, ()):
+            if dep == "metagan":  # the package face re-exports; it is nobody's dependency
+                continue
+            if dep == prefix or dep.startswith(prefix + "."):
+                return trail + [dep]
+            if dep in graph and dep not in seen:
+                seen.add(dep)
+                stack.append((dep, trail + [dep]))
+    return []
+
+
+def test_training_never_imports_evaluation_or_the_command_line():
+    graph = _graph()
+    assert "metagan.adaptation" in graph and "metagan.train" in graph
+    for start in ("metagan.train", "metagan.adaptation", "metagan.distributed", "metagan.session"):
+        for forbidden in ("metagan.eval", "metagan.cli", "metagan.bench"):
+            assert _reaches(graph, start, forbidden) == [], (start, forbidden)
+
+
+def test_core_never_imports_the_builtin_plugins():
+    graph = _graph()
+    bad = {
+        mod: dep
+        for mod, deps in graph.items()
+        for dep in deps
+        if dep.startswith(("metagan_builtin", "plugins.metagan_builtin"))
+    }
+    assert bad == {}
+
+
+def test_the_checker_sees_a_wrong_way_import(tmp_path):
+    # the checker itself: a path through a local (function-level) import is found
+    graph = {"a": {"b"}, "b": {"metagan.eval.run"}}
+    assert _reaches(graph, "a", "metagan.eval") == ["a", "b", "metagan.eval.run"]
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from metagan.eval import metrics\n")
+    assert "metagan.eval.metrics" in _imports(src)
