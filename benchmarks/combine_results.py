@@ -1,14 +1,26 @@
 """Average several `metagan eval` results (e.g. the 5 held-out alphabets of small1) into one
-Markdown table: python benchmarks/combine_results.py runs/results/small1/*/eval/results.json"""
+Markdown table:
 
+    python benchmarks/combine_results.py runs/results/small1/*/eval/results.json
+    python benchmarks/combine_results.py --adaptation warp+fomaml:warp+finetune RESULTS.json ...
+
+``--adaptation META:BASE`` adds the adaptation curves of two rows and, per evaluation, the
+first step at which META reaches BASE's final FID and fidelity. Each results.json is named by
+the folder above its eval/ folder (the held-out alphabet)."""
+
+import argparse
 import json
-import sys
 from pathlib import Path
 
-from metagan.eval.report import combine
+from metagan.eval.report import adaptation, combine
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: combine_results.py RESULTS.json [RESULTS.json ...]")
-    paths = [Path(p) for p in sys.argv[1:]]
-    print(combine({p.parent.parent.name: json.loads(p.read_text()) for p in paths}), end="")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="+", type=Path)
+    p.add_argument("--adaptation", metavar="META:BASE")
+    args = p.parse_args()
+    results = {r.parent.parent.name: json.loads(r.read_text()) for r in args.results}
+    print(combine(results), end="")
+    if args.adaptation:
+        meta, _, base = args.adaptation.partition(":")
+        print("\n".join(adaptation(results, meta, base)))

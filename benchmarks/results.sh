@@ -6,7 +6,8 @@
 #        that already reached their last iteration are kept.
 # eval:  fit the feature extractor on each split's meta-train classes, then `metagan eval`.
 # Two jobs at a time (JOBS=2), one thread each, so a 2-core machine is fully used.
-# Finished steps are kept (a rerun resumes); FORCE=1 redoes the evaluations.
+# Finished steps are kept (a rerun resumes); FORCE=1 redoes the evaluations; FOLDS="Greek Latin"
+# limits the warp table to some held-out alphabets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional|warp [train|eval|all]}
@@ -41,7 +42,7 @@ case $WHICH in
           EVAL_ARGS=${EVAL_ARGS:-"--shots 5 --num 32 --classifier-steps 200 --augment-k 5 --augment-num 64"} ;;
   # the warp generator, meta-learned (fomaml), trained without meta-learning (finetune) and
   # untrained (scratch: what the architecture's random warps give for free)
-  warp)   FOLDS=$SMALL1_FOLDS; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
+  warp)   FOLDS=${FOLDS:-$SMALL1_FOLDS}; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"warp+fomaml warp+finetune warp+scratch"}
           EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --steps 20 --num 32 --augment-k 5 --augment-num 64"} ;;
   *) echo "results.sh: unknown table $WHICH; use glyphs, small1, conditional or warp" >&2; exit 2 ;;

@@ -194,3 +194,32 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys):
     _one_line_error(capsys, ["eval", "fit-features", "--dataset", "glyphs", "model.width=3",
                              "--out", str(out / "f.pt")], "only data.* overrides")  # fmt: skip
     assert not out.exists()
+
+
+def test_adaptation_table_finds_the_first_step_that_reaches_the_baseline():
+    from metagan.eval.report import adaptation
+
+    def curve(fids, fidelities):
+        return {str(s): {"fid": f, "fidelity": q} for s, (f, q) in enumerate(zip(fids, fidelities))}
+
+    def result(meta, base):
+        return {"shots": {"5": {"curves": {"meta": meta, "ft": base}}}}
+
+    results = {
+        # meta reaches ft's final FID 40 at step 2 and its final fidelity 0.55 at step 2
+        "a": result(
+            curve([100, 50, 30, 20], [0.1, 0.5, 0.6, 0.7]),
+            curve([90, 70, 50, 40], [0.2, 0.3, 0.4, 0.55]),
+        ),  # fmt: skip
+        # meta never gets below ft's final FID 10; fidelity already at step 0
+        "b": result(
+            curve([100, 50, 30, 20], [0.9, 0.5, 0.6, 0.7]),
+            curve([90, 70, 50, 10], [0.2, 0.3, 0.4, 0.55]),
+        ),  # fmt: skip
+    }
+    lines = adaptation(results, "meta", "ft")
+    assert "| a | 40.000 | 2 | 0.550 | 2 |" in lines
+    assert "| b | 10.000 | never | 0.550 | 0 |" in lines
+    # the mean curve: step 3 of meta's FID is 20 in both evaluations
+    row = next(ln for ln in lines if ln.startswith("| meta | fid |"))
+    assert row.split(" | ")[-1].startswith("20.000 ± 0.000")

@@ -255,6 +255,55 @@ def combine(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def adaptation(results: dict[str, dict], meta: str, base: str) -> list[str]:
+    """Does meta-learning earn its place? Per K: FID and fidelity of two adapting rows (e.g. a
+    meta-learned initialisation and the same architecture fine-tuned without meta-learning)
+    at some adaptation steps, averaged over the evaluations; then, per evaluation, the first
+    step at which ``meta`` reaches ``base``'s FID (and fidelity) after the last step."""
+    from metagan.eval.metrics import mean_ci
+
+    names = list(results)
+    first = results[names[0]]
+    out = []
+    for K, block in first["shots"].items():
+        if meta not in block["curves"] or base not in block["curves"]:
+            continue
+        last = max(int(s) for s in block["curves"][meta])
+        shown = [s for s in (0, 1, 2, 3, 5, 10, 20, last) if s <= last]
+        shown = sorted(set(shown))
+        out += ["", f"### Adaptation curves, K = {K} (mean over {len(names)} evaluations)", ""]
+        out.append("| row | metric | " + " | ".join(f"step {s}" for s in shown) + " |")
+        out.append("|---|---|" + "---|" * len(shown))
+        for row in (meta, base):
+            for key in ("fid", "fidelity"):
+                cells = [
+                    _fmt(
+                        *mean_ci(
+                            [results[n]["shots"][K]["curves"][row][str(s)][key] for n in names]
+                        )
+                    )  # fmt: skip
+                    for s in shown
+                ]
+                out.append(f"| {row} | {key} | " + " | ".join(cells) + " |")
+        out += ["", f"| evaluation (K = {K}) | {base} FID at step {last} | first step {meta} "
+                f"reaches it | {base} fidelity at step {last} | first step {meta} reaches it |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for n in names:
+            curves = results[n]["shots"][K]["curves"]
+            c_meta = {int(s): v for s, v in curves[meta].items()}
+            target = curves[base][str(last)]
+            fid_at = next((s for s in sorted(c_meta) if c_meta[s]["fid"] <= target["fid"]), None)
+            fi_at = next(
+                (s for s in sorted(c_meta) if c_meta[s]["fidelity"] >= target["fidelity"]), None
+            )
+            show = lambda s: "never" if s is None else str(s)  # noqa: E731
+            out.append(
+                f"| {n} | {target['fid']:.3f} | {show(fid_at)} | {target['fidelity']:.3f} | "
+                f"{show(fi_at)} |"
+            )
+    return out
+
+
 def _choices(aug: dict) -> list[str]:
     """The mix ratio and classifier steps each k of the protocol used, and where they were
     chosen (evaluations made before the choice existed have none)."""
