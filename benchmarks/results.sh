@@ -44,7 +44,7 @@ case $WHICH in
   # untrained (scratch: what the architecture's random warps give for free)
   warp)   FOLDS=${FOLDS:-$SMALL1_FOLDS}; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"warp+fomaml warp+finetune warp+scratch"}
-          EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --steps 20 --num 32 --augment-k 5 --augment-num 64"} ;;
+          EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --steps 5 --curve-steps 20 --num 32 --augment-k 5 --augment-num 64 --bootstrap 50"} ;;
   *) echo "results.sh: unknown table $WHICH; use glyphs, small1, conditional or warp" >&2; exit 2 ;;
 esac
 

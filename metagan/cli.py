@@ -236,6 +236,11 @@ def _add_eval_parser(sub) -> None:
         help="shots per class to adapt on, one table per K (default: 1 5)",
     )  # fmt: skip
     e.add_argument("--steps", type=int, help="adaptation steps S (default: the checkpoints')")
+    e.add_argument(
+        "--curve-steps", type=int, metavar="N",
+        help="continue the adaptation curves to step N (sparsely after S: 7, 10, 15, 20, ...); "
+        "the table and the augmentation protocol stay at step S",
+    )  # fmt: skip
     e.add_argument("--num", type=_positive("--num"), default=32, help="samples per class")
     e.add_argument(
         "--augment-k", type=_positive("--augment-k"), nargs="*", default=[5, 10, 15], metavar="k",
@@ -508,7 +513,8 @@ def cmd_eval(args, regs) -> int:
         raise ConfigError(f"--out {args.out} exists and is not a folder")
     feats = features.load(args.features)
     cfg = EvalConfig(
-        shots=tuple(args.shots), steps=args.steps, num=args.num, augment_k=tuple(args.augment_k),
+        shots=tuple(args.shots), steps=args.steps, curve_steps=args.curve_steps, num=args.num,
+        augment_k=tuple(args.augment_k),
         augment_num=args.augment_num, classifier=FitConfig(steps=args.classifier_steps),
         augment_mix=tuple(args.mix), augment_steps=tuple(args.augment_steps),
         val_classes=args.val_classes, bootstrap=args.bootstrap, classes=args.classes,

@@ -92,17 +92,17 @@ def test_randomness_is_a_function_of_z_and_tasks_are_independent(registries, arc
 
 
 def _warp_with(registries, flow_bias: tuple[float, float], size=28):
-    """A warp G whose flow is the constant ``flow_bias`` (pre-tanh) and whose residual is 0."""
+    """A warp G whose flow is the constant ``flow_bias`` (pre-tanh), whatever z and the shot."""
     g = pair(registries, "warp", size=size).generator
     with torch.no_grad():
         g.flow.weight.zero_()
         g.flow.bias.copy_(torch.tensor(flow_bias))
-        g.res[1].weight.zero_()
-        g.res[1].bias.zero_()
+        g.zflow.weight.zero_()
+        g.zflow.bias.zero_()
     return g
 
 
-def test_warp_with_zero_flow_and_residual_returns_its_shot(registries):
+def test_warp_with_zero_flow_returns_its_shot(registries):
     from plugins.metagan_builtin.architectures.dagan import one_shot
 
     g = _warp_with(registries, (0.0, 0.0))

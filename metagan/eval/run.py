@@ -30,6 +30,9 @@ from metagan.fewshot import MixedFewShotDataset, check_mix
 class EvalConfig:
     shots: tuple[int, ...] = (1, 5)  # K values of the main table
     steps: int | None = None  # adaptation steps S; None: the checkpoints' common inner.steps
+    # the adaptation curves go on to this step (sparsely after S); None: S. The table's rows
+    # and the augmentation protocol use step S.
+    curve_steps: int | None = None
     num: int = 32  # samples per class
     augment_k: tuple[int, ...] = (5, 10, 15)  # real images per class in the augmentation protocol
     augment_num: int = 64  # generated images per class there (512 in the F2GAN protocol)
@@ -60,6 +63,8 @@ class EvalConfig:
             raise ConfigError("shots needs at least one K, e.g. 1 5")
         if self.steps is not None and self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.curve_steps is not None and (self.curve_steps < 0 or self.curve_steps > 1000):
+            raise ConfigError(f"curve_steps must be in 0..1000, got {self.curve_steps}")
         if not self.augment_mix or not self.augment_steps:
             raise ConfigError("augment_mix and augment_steps need at least one candidate each")
         for r in self.augment_mix:
@@ -110,6 +115,14 @@ def load_classes(
             )
         chosen = _pick(chosen, limit, seed)
     return _class_data(s, chosen, seed), s
+
+
+def curve_points(steps: int, curve_steps: int | None) -> list[int]:
+    """The adaptation steps a curve is scored at: every step up to S, then (up to
+    ``curve_steps``) a few more, since each point adapts afresh from the initialisation."""
+    last = steps if curve_steps is None else max(steps, curve_steps)
+    extra = {s for s in (7, 10, 15, 20, 30, 50, 100) if steps < s < last}
+    return sorted({*range(steps + 1), *extra, last})
 
 
 def validation_classes(session, count: int, seed: int) -> ClassData:
@@ -259,18 +272,19 @@ def evaluate(
         }
         log(f"K={K}: real-vs-real FID floor {entry['floor']['fid']:.3f}")
         for src in sources:
-            per_step = src.samples(shots, cfg.num, steps=list(range(steps + 1)), seed=cfg.seed)
+            per_step = src.samples(shots, cfg.num, steps=curve_points(steps, cfg.curve_steps),
+                                   seed=cfg.seed)  # fmt: skip
+            row_step = steps if steps in per_step else max(per_step)  # references: step 0
             curve = {}
             for step, smp in per_step.items():
                 fake_f = [embed(net, x) for x in smp.images]
                 preds = [predict(judge, x) for x in smp.images]
-                final = step == max(per_step)
                 m = score(fake_f, preds, real_f, shot_f,
-                          bootstrap=cfg.bootstrap if final else 0, seed=cfg.seed)  # fmt: skip
+                          bootstrap=cfg.bootstrap if step == row_step else 0, seed=cfg.seed)  # fmt: skip
                 m["failed_classes"] = int(smp.failed.sum())
                 curve[step] = m
             entry["curves"][src.name] = curve
-            entry["rows"][src.name] = curve[max(curve)] | {"step": max(curve)}
+            entry["rows"][src.name] = curve[row_step] | {"step": row_step}
             r = entry["rows"][src.name]
             log(
                 f"K={K} {src.name:<10} FID {r['fid']:.3f}  fidelity {r['fidelity']:.3f}  "

@@ -26,5 +26,5 @@ def metagan_register_architectures(registry):
     )  # fmt: skip
     registry.add(
         "warp", build_warp,
-        description="conditional: G learns a smooth warp (and a faint residual) of one shot; dagan's D",
+        description="conditional: G learns smooth deformations of one shot (z and the shot decide); dagan's D",
     )  # fmt: skip

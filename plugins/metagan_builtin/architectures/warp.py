@@ -1,20 +1,22 @@
 """``warp``: a generator that learns intra-class transformations and applies them to a shot (the
 DeltaGAN idea: diversity that stays on-class), judged by the pair discriminator of ``dagan``.
 
-G picks ONE of the task's shots per sample (from the last entry of z, as ``dagan`` does), reads
-it with a small encoder, joins z at the 7 or 8 px bottleneck and predicts
+G picks ONE of the task's shots per sample (from the last entry of z, as ``dagan`` does) and
+resamples it (``grid_sample``) along a smooth displacement field, predicted at the 7 or 8 px
+bottleneck and bilinearly upsampled, at most ``MAX_SHIFT`` of the image side in each direction:
+strokes bend, lengthen, thin and move the way another writer's would, and the character stays
+the same because every output pixel comes from the shot. The field is the sum of
 
-- a smooth displacement field (2 channels at the bottleneck, bilinearly upsampled to the image,
-  at most ``MAX_SHIFT`` of the image side in each direction), with which the shot is resampled
-  (``grid_sample``): strokes bend, thin, lengthen and move the way another writer's would, and
-  the character stays the same because every output pixel comes from the shot;
-- a residual stroke map (a ``tanh`` layer at full resolution whose scale starts small), added
-  to the warped shot, for what a warp cannot do (a stroke's end, a gap, a thicker pen).
+- a z path (a linear map of z to the coarse field): which deformation, different for every z
+  from the start (about 2 px at 28 px before training), so samples differ from each other;
+- a shot path (an encoder of the shot joined with z, then convolutions, starting near zero):
+  which deformations suit this drawing (where its strokes are).
 
-The output is ``clamp(warped + residual, -1, 1)``, in the range every generator must keep.
-With zero flow and zero residual G returns its shot: the pair discriminator, which never sees
-a pair of identical drawings among the reals, is what pushes G away from copies, and the shape
-of the warps it accepts is what meta-training learns.
+There is no additive residual: a first version had one, and after meta-training it faded and
+thinned the strokes (class fidelity below `affine` on the Balinese fold; docs/results.md).
+With a zero field G returns its shot; the pair discriminator, which never sees two identical
+drawings among its real pairs, pushes G away from copies, and the deformations it accepts are
+what meta-training learns.
 
 Normalisation: GroupNorm in G (per sample, nothing shared across tasks), none in D.
 """
@@ -53,17 +55,10 @@ class WarpGenerator(nn.Module):
             _conv_norm(ch[-1], ch[-1], 3, 1, nn.ReLU()),
         )
         self.flow = nn.Conv2d(ch[-1], 2, 3, padding=1)
-        # the residual: from the upsampled bottleneck and the shot itself, at full resolution
-        self.res = nn.Sequential(
-            _conv_norm(ch[-1] + cfg.channels, ch[0], 3, 1, nn.ReLU()),
-            nn.Conv2d(ch[0], cfg.channels, 3, padding=1),
-            nn.Tanh(),
-        )
-        with torch.no_grad():  # start near the identity warp with a faint residual
+        with torch.no_grad():  # the shot path starts near zero: z alone decides at first
             self.flow.weight.mul_(0.1)
             self.flow.bias.zero_()
-            self.res[1].weight.mul_(0.1)
-            self.res[1].bias.zero_()
+        self.zflow = nn.Linear(cfg.z_dim - 1, 2 * self.base**2)
         ys, xs = torch.meshgrid(
             torch.linspace(-1 + 1 / self.size, 1 - 1 / self.size, self.size),
             torch.linspace(-1 + 1 / self.size, 1 - 1 / self.size, self.size),
@@ -78,16 +73,14 @@ class WarpGenerator(nn.Module):
         h = self.down(shot)  # (B, ch[-1], base, base)
         zmap = self.fc(z[:, :-1]).view(z.shape[0], self.ch[-1], self.base, self.base)
         h = self.fuse(torch.cat([h, zmap], 1))
-        flow = F.interpolate(self.flow(h), size=(self.size, self.size), mode="bilinear",
+        flow = self.flow(h) + self.zflow(z[:, :-1]).view(-1, 2, self.base, self.base)
+        flow = F.interpolate(flow, size=(self.size, self.size), mode="bilinear",
                              align_corners=False)  # fmt: skip
         grid = self.identity + 2 * MAX_SHIFT * torch.tanh(flow).permute(0, 2, 3, 1)  # (B, H, W, 2)
         # "border" padding repeats the shot's edge, which is paper: nothing dark or bright
         # comes in from outside the image whichever way the images are inverted
-        warped = F.grid_sample(shot, grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)  # fmt: skip
-        up = F.interpolate(h, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        residual = self.res(torch.cat([up, warped], 1))
-        return (warped + residual).clamp(-1.0, 1.0)
+        return F.grid_sample(shot, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)  # fmt: skip
 
 
 def build_warp(cfg: ArchConfig) -> GanPair:
