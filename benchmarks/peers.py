@@ -10,6 +10,9 @@ against the updated D), the query losses, the meta-gradient and one Adam step on
     sequential   metagan's per-task reference loop (``metagan bench`` mode)
     batched      metagan's batched engine: all tasks at once through torch.func
     batched-graph  (CUDA only) the batched meta-gradients replayed from a CUDA graph
+    batched-sum  (second order, on request) metagan's batched adaptation with the peers' outer
+                 step: ONE backward of L_D + L_G (not metagan's meta-gradient; shows what its
+                 second backward pass costs)
 
 Order ``first``: metagan's ``fomaml``; learn2learn ``MAML(first_order=True)``; higher
 ``track_higher_grads=False`` with the query gradient taken at the fast weights. Order
@@ -50,6 +53,7 @@ import time
 import torch
 
 from metagan import plugins
+from metagan.algorithm import rows
 from metagan.bench import (
     Workload,
     _cpu_model,
@@ -61,7 +65,7 @@ from metagan.bench import (
     workload_data,
     workload_pair,
 )
-from metagan.inner import InnerConfig
+from metagan.inner import BatchedEngine, InnerConfig
 
 PEERS = ("higher", "learn2learn")
 ALGORITHM = {"first": "fomaml", "second": "maml"}
@@ -170,9 +174,34 @@ def workload(args, order: str, tasks: int) -> Workload:
     )  # fmt: skip
 
 
+def summed_maml(registries, w: Workload):
+    """``batched-sum``: metagan's batched second-order adaptation with the peers' outer step, one
+    backward of ``mean(L_D) + mean(L_G)`` into both initialisations. Not metagan's meta-gradient
+    (see the module docstring): a row that shows what the second backward pass costs."""
+    pair = workload_pair(registries, w)
+    eng = BatchedEngine(
+        pair, registries.losses.get("nonsaturating"), InnerConfig(steps=w.inner_steps)
+    )
+    batch, noise = workload_data(w)
+    g0, d0 = torch.nn.Parameter(eng.G.init_flat()), torch.nn.Parameter(eng.D.init_flat())
+    opt = torch.optim.Adam([g0, d0], lr=1e-3, betas=(0.5, 0.999))
+    T = w.tasks
+
+    def iteration():
+        ad = eng.adapt(rows(g0, T), rows(d0, T), batch.support, noise.inner,
+                       lr_g=eng.cfg.lr_g, lr_d=eng.cfg.lr_d, track=True, create_graph=True)  # fmt: skip
+        ld, lg = eng.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support)
+        g0.grad, d0.grad = torch.autograd.grad(ld.mean() + lg.mean(), [g0, d0])
+        opt.step()
+
+    return iteration
+
+
 def build(registries, w: Workload, mode: str, order: str, outer: str):
     if mode in PEERS:
         return PeerRun(registries, w, mode, order, outer)
+    if mode == "batched-sum":
+        return summed_maml(registries, w)
     engine = "sequential" if mode == "sequential" else "batched"
     return make_iteration(registries, w, engine, graph=mode == "batched-graph")
 
@@ -304,17 +333,18 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     try:
         for order in args.order:
+            om = [m for m in modes if order == "second" or m != "batched-sum"]
             for T in args.tasks:
                 w = workload(args, order, T)
-                its = {m: build(registries, w, m, order, args.peer_outer) for m in modes}
+                its = {m: build(registries, w, m, order, args.peer_outer) for m in om}
                 load_before = load()
-                times: dict[str, list[float]] = {m: [] for m in modes}
-                for m in modes:
+                times: dict[str, list[float]] = {m: [] for m in om}
+                for m in om:
                     for _ in range(args.warmup):
                         its[m]()
                 for r in range(args.rounds):
-                    k = r % len(modes)
-                    for m in modes[k:] + modes[:k]:
+                    k = r % len(om)
+                    for m in om[k:] + om[:k]:
                         _sync(device)
                         t0 = time.perf_counter()
                         its[m]()
@@ -325,7 +355,7 @@ def main(argv=None) -> int:
                 peers = [med[m] for m in PEERS if m in med]
                 fastest_peer = min(peers) if peers else None
                 load_after = load()
-                for m in modes:
+                for m in om:
                     mem = {} if args.no_memory else memory_of(args, m, order, T)
                     v = times[m]
                     q = statistics.quantiles(v, n=4) if len(v) >= 2 else [med[m]] * 3

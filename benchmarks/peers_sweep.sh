@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU peer tables of BENCHMARKS.md: benchmarks/peers.py at W (T = 8, both orders, with
+# memory) and how cost grows with T, inner steps and image size, every metagan row beside
+# learn2learn's and higher's, plus the one-backward `batched-sum` rows. One torch thread (see
+# BENCHMARKS.md: on the shared 2-core box two threads stall in OpenMP barriers).
+# Usage: bash benchmarks/peers_sweep.sh OUT_DIR [PYTHON]; SKIP_W=1 leaves out the W rows.
+set -eu
+OUT="${1:-out/peers}"
+PY="${2:-.venv/bin/python}"
+mkdir -p "$OUT"
+P() { "$PY" benchmarks/peers.py --threads 1 --json "$OUT/peers.jsonl" "$@" | tee -a "$OUT/peers.md"; }
+[ -n "${SKIP_W:-}" ] || P --tasks 8 --rounds 5                      # W, both orders
+P --order first --tasks 1,16 --rounds 3 --no-memory                 # against T
+P --order first --tasks 8 --inner-steps 1 --rounds 3 --no-memory    # against inner steps
+P --order first --tasks 8 --inner-steps 10 --rounds 3 --no-memory
+P --order first --tasks 8 --image-size 32 --rounds 3 --no-memory    # against image size
+P --order second --tasks 1 --rounds 3 --no-memory \
+  --modes higher,learn2learn,sequential,batched,batched-sum
+P --order second --tasks 8 --rounds 3 --no-memory --modes learn2learn,batched,batched-sum
