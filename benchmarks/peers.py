@@ -83,6 +83,8 @@ def peer_available(name: str) -> str | None:
 class PeerRun:
     """One peer's meta-iteration on the workload (the modules are its own copy)."""
 
+    d_step = "detach"  # --peer-d-step: the D step sees G(z).detach() (the usual GAN loop), or G(z)
+
     def __init__(self, registries, w: Workload, peer: str, order: str, outer: str):
         self.w, self.peer, self.second = w, peer, order == "second"
         self.outer = outer
@@ -140,7 +142,7 @@ class PeerRun:
         real = b.support[t]  # (K, C, H, W)
         for s in range(self.w.inner_steps):
             fake = g(n.inner[s, t])  # reused by both steps: G has not changed in between
-            step_d(loss.d_loss(d(real), d(fake)))
+            step_d(loss.d_loss(d(real), d(fake.detach() if self.d_step == "detach" else fake)))
             step_g(loss.g_loss(d(fake)))
         fake = g(n.outer[t])
         return loss.d_loss(d(b.query[t]), d(fake)), loss.g_loss(d(fake))
@@ -217,6 +219,7 @@ def memory_of(args, mode: str, order: str, tasks: int) -> dict:
     if args.device == "cpu":
         cmd = [sys.executable, __file__, "--memory-of", mode, "--order", order,
                "--tasks", str(tasks), "--peer-outer", args.peer_outer,
+               "--peer-d-step", args.peer_d_step,
                "--image-size", str(args.image_size), "--inner-steps", str(args.inner_steps),
                "--shots", str(args.shots), "--queries", str(args.queries),
                "--width", str(args.width), "--threads", str(torch.get_num_threads())]  # fmt: skip
@@ -292,6 +295,12 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--peer-outer", choices=("sum", "separate"), default="sum")
+    p.add_argument(
+        "--peer-d-step",
+        choices=("detach", "keep"),
+        default="detach",
+        help="the peers' D step on G(z).detach() (the usual GAN loop) or on G(z) (as metagan)",
+    )
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", default=None, metavar="PATH", help="append JSON rows to PATH")
     p.add_argument(
@@ -301,6 +310,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    PeerRun.d_step = args.peer_d_step
     if args.memory_of:
         memory_child(args)
         return 0
@@ -325,7 +335,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     date = time.strftime("%Y-%m-%d")
     print(f"# peers.py: {_cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {_device_name(device)}, {date}; load {load()}; peers' outer: {args.peer_outer}")  # fmt: skip
+          f"device {_device_name(device)}, {date}; load {load()}; peers' outer: {args.peer_outer}, D step: {args.peer_d_step}")  # fmt: skip
     out = open(args.json, "a") if args.json else None  # noqa: SIM115
     print(
         "| order | T | mode | s/iter (median) | tasks/s | peak MB | base MB | × faster peer | rounds |"
@@ -366,7 +376,7 @@ def main(argv=None) -> int:
                         times=v, tasks_per_s=T / med[m], peak_mb=mem.get("peak_mb"),
                         base_mb=mem.get("base_mb"),
                         vs_faster_peer=fastest_peer / med[m] if fastest_peer else None,
-                        peer_outer=args.peer_outer, rounds=args.rounds, load_before=load_before,
+                        peer_outer=args.peer_outer, peer_d_step=args.peer_d_step, rounds=args.rounds, load_before=load_before,
                         load_after=load_after, torch=torch.__version__, threads=torch.get_num_threads(),
                         machine=f"{_cpu_model()} / {_device_name(device)}", date=date,
                     )  # fmt: skip

@@ -9,11 +9,17 @@ OUT="${1:-out/peers}"
 PY="${2:-.venv/bin/python}"
 mkdir -p "$OUT"
 P() { "$PY" benchmarks/peers.py --threads 1 --json "$OUT/peers.jsonl" "$@" | tee -a "$OUT/peers.md"; }
-[ -n "${SKIP_W:-}" ] || P --tasks 8 --rounds 5                      # W, both orders
+if [ -z "${SKIP_W:-}" ]; then                                       # W, both orders
+  P --tasks 8 --rounds 5 --peer-d-step keep
+  P --order second --tasks 8 --rounds 3 --no-memory \
+    --modes higher,learn2learn,sequential,batched,batched-sum
+  for m in learn2learn higher; do  # the peers' memory with the usual (detached) D step
+    "$PY" benchmarks/peers.py --memory-of $m --order second --tasks 8 --threads 1 | tee -a "$OUT/peers.md"
+  done
+fi
 P --order first --tasks 1,16 --rounds 3 --no-memory                 # against T
 P --order first --tasks 8 --inner-steps 1 --rounds 3 --no-memory    # against inner steps
 P --order first --tasks 8 --inner-steps 10 --rounds 3 --no-memory
 P --order first --tasks 8 --image-size 32 --rounds 3 --no-memory    # against image size
 P --order second --tasks 1 --rounds 3 --no-memory \
   --modes higher,learn2learn,sequential,batched,batched-sum
-P --order second --tasks 8 --rounds 3 --no-memory --modes learn2learn,batched,batched-sum
