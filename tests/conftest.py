@@ -7,8 +7,10 @@ import torch
 from metagan import plugins
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SMALL1 = SHARED / "omniglot" / "images_background_small1.zip"
+# A subset of the official Omniglot images_background_small1.zip, shipped with the tests so
+# that any clone runs them: all 5 alphabets, the first 6 characters of each, all 20 drawings
+# (tests/data/omniglot/README.md says how it was made; the data's MIT licence is beside it).
+SMALL1 = REPO / "tests" / "data" / "omniglot" / "images_background_small1.zip"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`metagan eval fit-features` and `metagan eval` end to end on the real Omniglot small1 zip,
+"""`metagan eval fit-features` and `metagan eval` end to end on real Omniglot drawings (the
+subset of the small1 zip shipped in tests/data/omniglot: 5 alphabets x 6 characters x 20),
 with assertions that hold whatever the numbers: real drawings score far better than noise, the
 `shots` row memorises and the `affine` row does not, and adapting helps."""
 
@@ -27,7 +28,7 @@ EVAL = ["--classes", "6", "--shots", "1", "3", "--steps", "6", "--num", "8", "--
 def run(tmp_path_factory):
     from conftest import SMALL1
 
-    assert SMALL1.is_file(), f"{SMALL1} is missing (CI provides ../shared/omniglot)"
+    assert SMALL1.is_file(), f"the shipped Omniglot subset {SMALL1} is missing"
     tmp = tmp_path_factory.mktemp("eval")
     data = ["--dataset", "omniglot", "--data-root", str(SMALL1), 'data.test_groups=["Latin"]']
     assert main(["train", *data, *SCRATCH, "--out", str(tmp / "scratch")]) == 0
@@ -46,8 +47,8 @@ def test_feature_extractor_learned_the_meta_train_classes_only(run):
     f = F.load(run["features"])
     assert f.dim == 64
     assert set(f.train_classes).isdisjoint(f.test_classes)
-    assert all(c.startswith("Latin/") for c in f.test_classes) and len(f.test_classes) == 26
-    assert f.accuracy > 5 / len(f.train_classes)  # far above chance (1/110) on held-out drawings
+    assert all(c.startswith("Latin/") for c in f.test_classes) and len(f.test_classes) == 6
+    assert f.accuracy > 3 / len(f.train_classes)  # far above chance (1/24) on held-out drawings
 
 
 def test_real_drawings_score_far_better_than_noise(run):
