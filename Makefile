@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
-	$(BIN)/pip install -q "$(TORCH)" pluggy numpy pillow tqdm pytest ruff ninja "torchmetrics>=1.0" matplotlib
+	$(BIN)/pip install -q "$(TORCH)" pluggy numpy pillow tqdm pytest ruff ninja "torchmetrics>=1.0" matplotlib tensorboard
 	$(BIN)/pip install -q --no-build-isolation -e . "$(TORCH)"
 	touch $@
 

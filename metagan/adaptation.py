@@ -87,16 +87,29 @@ def adapt_and_generate(
 def adapt_and_sample(
     s: Session, params, shots: Tensor, num: int, *, seed: int, steps: int | None = None
 ) -> Tensor:
-    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)."""
+    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W).
+
+    One seeded stream gives the inner-loop noise, then the samples' z: what ``metagan adapt``
+    writes and what :meth:`metagan.api.FewShotGenerator.adapt` then ``.sample`` return.
+    """
     T, K = shots.shape[:2]
     steps = s.cfg.inner.steps if steps is None else steps
     gen = torch.Generator().manual_seed(seed)
-    noise = Noise.draw(
-        steps, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen, device=s.device
-    )
+    inner = draw_inner_noise(s, T, K, steps, gen)
     z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen)
-    images, _ = adapt_and_generate(s, params, shots, noise.inner, z, steps=steps)
+    images, _ = adapt_and_generate(s, params, shots, inner, z, steps=steps)
     return images.cpu()
+
+
+def draw_inner_noise(s: Session, tasks: int, shots: int, steps: int, gen) -> Tensor:
+    """The inner loop's noise for ``tasks`` tasks of ``shots`` shots: (steps, T, B, Z).
+
+    Drawn as :meth:`Noise.draw` draws it (the outer z too, unused here), so that the stream
+    ``gen`` continues exactly where it would after a training-style draw.
+    """
+    return Noise.draw(
+        steps, tasks, s.engine.fake_batch(shots), s.cfg.model.z_dim, generator=gen
+    ).inner
 
 
 def nearest_shot_distance(x: Tensor, shots: Tensor) -> Tensor:

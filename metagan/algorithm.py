@@ -10,6 +10,7 @@ or as the sequential reference, and ``adapt``/``sample`` are shared by all of th
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -61,8 +62,10 @@ class MetaResult:
 class Algorithm:
     """Base class of every meta-algorithm (subclass it in a plugin).
 
-    Subclasses implement :meth:`meta_gradients`; they may override :meth:`extra_parameters`
-    and :meth:`inner_lrs` (Meta-SGD) and set ``needs_query`` / ``trains``.
+    Subclasses implement :meth:`meta_gradients`; they may override :meth:`extra_parameters`,
+    :meth:`inner_lrs` (Meta-SGD; per-layer rates) and :meth:`adapt`, and set ``needs_query`` /
+    ``trains``. :meth:`step` (dropping non-finite tasks) is shared and not meant to be
+    overridden.
     """
 
     name = "algorithm"
@@ -78,9 +81,23 @@ class Algorithm:
         """Meta-parameters besides the initialisations ``g`` and ``d``."""
         return {}
 
-    def inner_lrs(self, params: dict[str, Tensor]) -> tuple[float | Tensor, float | Tensor]:
-        """Inner learning rates (α for G, β for D): floats or per-parameter ``(P,)`` tensors."""
+    def inner_lrs(
+        self, params: dict[str, Tensor], engine: Engine | None = None
+    ) -> tuple[float | Tensor, float | Tensor]:
+        """Inner learning rates (α for G, β for D): floats or per-parameter ``(P_G,)``,
+        ``(P_D,)`` tensors (a 0 freezes that parameter in the inner loop).
+
+        An override that takes ``engine`` gets it from :meth:`adapt` and can read the
+        parameter layout: ``engine.G.spec.segments()`` is ``(name, offset, numel)`` per
+        parameter of the generator's flat buffer (``engine.D.spec`` the discriminator's).
+        """
         return self.inner.lr_g, self.inner.lr_d
+
+    def lrs_for(self, params: dict[str, Tensor], engine: Engine):
+        """:meth:`inner_lrs`, given the engine when the override accepts it (opt-in)."""
+        if "engine" in inspect.signature(self.inner_lrs).parameters:
+            return self.inner_lrs(params, engine=engine)
+        return self.inner_lrs(params)
 
     def meta_gradients(
         self, params: dict[str, Tensor], batch, noise: Noise, engine: Engine
@@ -119,7 +136,7 @@ class Algorithm:
     ) -> Adapted:
         """Adapt the initialisation to each task's shots: shots (T, K, C, H, W), noise (S, T, B, Z)."""
         T = shots.shape[0]
-        lr_g, lr_d = self.inner_lrs(params)
+        lr_g, lr_d = self.lrs_for(params, engine)
         with torch.no_grad():
             return engine.adapt(
                 rows(params["g"], T), rows(params["d"], T), shots, noise,

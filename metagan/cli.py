@@ -42,6 +42,16 @@ def _ratio(text: str) -> float:
         ) from None
 
 
+def _checkpoint(text: str) -> Path:
+    """A checkpoint file, or the name of a checkpoint shipped with metagan (metagan.pretrained)."""
+    from metagan import pretrained
+
+    try:
+        return pretrained.resolve(text)
+    except MetaganError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention too)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -76,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--device", help="cpu, cuda or cuda:N (run.device)")
     t.add_argument(
-        "--resume", type=Path, metavar="CHECKPOINT", help="continue a run from its checkpoint"
+        "--resume",
+        type=_checkpoint,
+        metavar="CHECKPOINT",
+        help="continue a run from its checkpoint",
     )
     t.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
@@ -90,13 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("adapt", help="adapt a checkpoint to K images and sample")
-    a.add_argument("--checkpoint", type=Path, required=True)
+    a.add_argument("--checkpoint", type=_checkpoint, required=True)
     src = a.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder with your K images of one class")
     src.add_argument(
         "--class",
         dest="class_name",
-        help="a class of the checkpoint's dataset, e.g. Greek/character03",
+        help="a class of the checkpoint's dataset, named GROUP/CLASS: e.g. "
+        "alphabet01/character01 (glyphs) or Greek/character03 (omniglot)",
     )
     src.add_argument(
         "--unseen",
@@ -128,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_adapt)
 
     s = sub.add_parser("sample", help="sample the meta-learned (unadapted) generator")
-    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--checkpoint", type=_checkpoint, required=True)
     s.add_argument(
         "--images", type=Path,
         help="folder with images of one class to condition on (conditional architectures only; all are used)",
@@ -144,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     dl = dsub.add_parser("download", help="download a dataset's official files, checksum-verified")
-    dl.add_argument("name", choices=["omniglot"])
+    dl.add_argument("name", help="a dataset that can fetch its files, e.g. omniglot")
     dl.add_argument("--root", type=Path, required=True, help="folder to put the files in")
-    dl.add_argument("--splits", nargs="+", default=["images_background", "images_evaluation"])
+    dl.add_argument(
+        "--splits", nargs="+", default=None, metavar="PART",
+        help="which of the dataset's files (omniglot: images_background images_evaluation "
+        "images_background_small1 images_background_small2; default: the dataset's choice)",
+    )  # fmt: skip
     dl.set_defaults(func=cmd_download)
     return p
 
@@ -288,7 +306,9 @@ def _add_eval_parser(sub) -> None:
         description="Train a small CNN classifier on the meta-train classes of a data config "
         "(from --checkpoint, --config or --dataset) and save it with its held-out accuracy.",
     )
-    f.add_argument("--checkpoint", type=Path, help="take the data config from this checkpoint")
+    f.add_argument(
+        "--checkpoint", type=_checkpoint, help="take the data config from this checkpoint"
+    )
     f.add_argument("--config", type=Path, help="take the data config from this TOML file")
     f.add_argument("--dataset", help="dataset (data.dataset)")
     f.add_argument("--data-root", help="dataset path (data.root)")
@@ -344,9 +364,13 @@ def cmd_plugins(args, regs: plugins.Registries) -> int:
         print(f"  disabled: {', '.join(regs.disabled)}")
     for reg in regs.kinds():
         print(f"{'losses' if reg.kind == 'loss' else reg.kind + 's'}:")
+        clashes = set(reg.clashes())
         for e in reg.entries():
             ver = f"{e.dist}=={e.version}" if e.dist else "not from a distribution"
-            print(f"  {e.name:<16} {e.plugin + ' (' + ver + ')':<40} {e.description}")
+            name = f"{e.plugin}:{e.name}" if e.name in clashes else e.name
+            print(f"  {name:<16} {e.plugin + ' (' + ver + ')':<40} {e.description}")
+        for name in sorted(clashes):
+            print(f"  ! {name!r} is registered by several plugins: use plugin:{name}")
     return 0
 
 
@@ -422,7 +446,8 @@ def cmd_adapt(args, regs) -> int:
     for name, gen_imgs in zip(names, samples):
         _write_samples(args.out if len(names) == 1 else args.out / _slug(name), gen_imgs, invert)
     grid = args.out / "grid.png"
-    save_grid([torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)], grid, invert=invert)
+    rows = [torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)]
+    save_grid(rows, grid, invert=invert, split=K, labels=names)
     with atomic_write(args.out / "adapt.txt", "w") as f:
         f.write(
             f"checkpoint = {args.checkpoint}\nclasses = {names}\nshots = {K}\nsteps = {steps}\nseed = {args.seed}\n"
@@ -430,7 +455,7 @@ def cmd_adapt(args, regs) -> int:
     print(
         f"adapted to {len(names)} class(es) on {K} shots for {steps} steps; wrote {args.num} samples each to {args.out}"
     )
-    print(f"grid (each row: {K} shots, then {args.num} samples): {grid}")
+    print(f"grid (each row: its class, {K} shots | {args.num} samples): {grid}")
     return 0
 
 
@@ -460,7 +485,8 @@ def cmd_sample(args, regs) -> int:
         samples = s.engine.generate(params["g"].detach()[None], z, shots)[0].cpu()
     _write_samples(args.out, samples, invert)
     row = samples if shots is None else torch.cat([shots[0].cpu(), samples])
-    save_grid([row], args.out / "grid.png", invert=invert)
+    split = 0 if shots is None else shots.shape[1]  # a line between the shots and the samples
+    save_grid([row], args.out / "grid.png", invert=invert, split=split)
     print(
         f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
     )
@@ -500,6 +526,7 @@ def cmd_fit_features(args, regs) -> int:
 
 
 def cmd_eval(args, regs) -> int:
+    from metagan import pretrained
     from metagan.eval import features, report
     from metagan.eval.affine import AffineJitter, background_of
     from metagan.eval.classifier import FitConfig
@@ -531,7 +558,9 @@ def cmd_eval(args, regs) -> int:
     for item in args.generator:
         name, sep, path = item.rpartition("=")
         sources.append(
-            CheckpointSource(Path(path), regs, name=name if sep else None, device=args.device)
+            CheckpointSource(
+                pretrained.resolve(path), regs, name=name if sep else None, device=args.device
+            )
         )
     if not sources:
         raise ConfigError("nothing to evaluate: give --generator CHECKPOINT or --reference rows")
@@ -545,10 +574,21 @@ def cmd_eval(args, regs) -> int:
 
 
 def cmd_download(args, regs) -> int:
-    from metagan.data.download import download_omniglot
+    from metagan.data.base import ClassDataset
 
-    paths = download_omniglot(args.root, splits=tuple(args.splits))
-    for p in paths:
+    cls = regs.datasets.get(args.name)
+    if cls.download.__func__ is ClassDataset.download.__func__:
+        can = [
+            n
+            for n in regs.datasets.names()
+            if n not in regs.datasets.clashes()
+            and regs.datasets.get(n).download.__func__ is not ClassDataset.download.__func__
+        ]
+        raise ConfigError(
+            f"dataset {args.name!r} has nothing to download; datasets that do: "
+            f"{', '.join(can) or 'none installed'}"
+        )
+    for p in cls.download(args.root, parts=args.splits):
         print(p)
     return 0
 

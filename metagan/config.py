@@ -101,6 +101,9 @@ class RunConfig:
     sample_classes: int = 6  # meta-test classes shown in each grid
     sample_num: int = 8  # samples per class in each grid
     progress: bool = True
+    # Also log to run.out/tensorboard (needs `pip install 'metagan[tensorboard]'`; without the
+    # package the run goes on and its log says no event files are written).
+    tensorboard: bool = False
 
     def __post_init__(self):
         if self.engine not in ("batched", "sequential"):

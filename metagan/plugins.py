@@ -179,13 +179,10 @@ def load(
             registry._origin = PluginOrigin(info.name, info.dist, info.version)
             try:
                 impl.function(registry=registry)
-            except PluginError:
-                raise  # duplicates and invalid names stop the command
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - an invalid name is this plugin's fault too
                 info.error = f"raised in {hook_name}: {_cause(exc)}"
                 for reg in regs.kinds():
-                    for n in [e.name for e in reg.entries() if e.plugin == info.name]:
-                        del reg._entries[n]
+                    reg.remove_plugin(info.name)
             finally:
                 registry._origin = PluginOrigin("<direct>")
     return regs

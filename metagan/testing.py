@@ -1,9 +1,15 @@
 """A pytest plugin for plugin authors (installed with metagan, active in every pytest run).
 
-It offers a fixture that loads plugins in isolation and two conformance checks that a
-third-party architecture or algorithm should pass::
+metagan declares it in the ``pytest11`` entry-point group, so with metagan and pytest installed
+(``pip install 'metagan[test]'``) every pytest run has the :func:`metagan_load` fixture; the
+module itself imports pytest and is only for tests. It offers that fixture, which loads plugins
+in isolation, and three conformance checks that a third-party dataset, architecture or
+algorithm should pass::
 
-    from metagan.testing import check_architecture, check_algorithm
+    from metagan.testing import check_algorithm, check_architecture, check_dataset
+
+    def test_my_dataset():
+        check_dataset(MyDataset, root="tests/data/my_dataset")
 
     def test_my_arch():
         check_architecture(build_my_arch)
@@ -46,6 +52,57 @@ def metagan_load():
         )
 
     return load
+
+
+def check_dataset(cls, *, root=None, seed: int = 0, classes: int = 3) -> None:
+    """``cls(root=root, seed=seed)`` is a usable few-shot dataset.
+
+    Checks: it subclasses :class:`metagan.data.base.ClassDataset` and lists classes as
+    :class:`~metagan.data.base.ClassRef` with unique ``group/class`` names (``class_index``
+    finds each; a grouped class's name starts with its group); the same arguments give the
+    same classes; the first ``classes`` classes (and the last) load exactly ``num_images``
+    (at least 2) decodable images that metagan can convert, identical on a second load; an
+    out-of-range index is a one-line :class:`~metagan.errors.DataError`.
+    """
+    from PIL import Image
+
+    from metagan.data.base import ClassDataset, ClassRef
+    from metagan.data.images import to_tensor
+    from metagan.errors import DataError
+
+    assert issubclass(cls, ClassDataset), f"{cls.__name__} must subclass ClassDataset"
+    ds = cls(root=root, seed=seed)
+    assert isinstance(ds.classes, list) and ds.classes, "the dataset lists no classes"
+    assert all(isinstance(c, ClassRef) for c in ds.classes), "classes must be ClassRef objects"
+    names = [c.name for c in ds.classes]
+    assert len(set(names)) == len(names), "class names must be unique"
+    for i, c in enumerate(ds.classes):
+        assert ds.class_index(c.name) == i, f"class_index({c.name!r}) != {i}"
+        if c.group is not None:
+            assert c.name.startswith(f"{c.group}/"), (
+                f"class {c.name!r} of group {c.group!r}: name it '<group>/<class>'"
+            )
+    again = cls(root=root, seed=seed)
+    assert again.classes == ds.classes, "the same arguments must give the same classes"
+    picks = sorted({*range(min(classes, len(ds.classes))), len(ds.classes) - 1})
+    for i in picks:
+        c = ds.classes[i]
+        assert c.num_images >= 2, f"class {c.name!r} has {c.num_images} images; K + Q need >= 2"
+        images = ds.load_class(i)
+        assert len(images) == c.num_images, (
+            f"class {c.name!r} lists {c.num_images} images but load_class gave {len(images)}"
+        )
+        assert all(isinstance(im, Image.Image) for im in images), "load_class must give PIL images"
+        x = to_tensor(images, 28, invert=True)
+        assert x.shape == (c.num_images, 1, 28, 28) and torch.isfinite(x).all()
+        y = to_tensor(again.load_class(i), 28, invert=True)
+        assert torch.equal(x, y), f"class {c.name!r} loads different images each time"
+    try:
+        ds.check_index(len(ds.classes))
+    except DataError as exc:
+        assert "\n" not in str(exc)
+    else:
+        raise AssertionError("check_index accepted an index past the last class")
 
 
 def check_architecture(

@@ -27,6 +27,7 @@ from metagan.errors import ConfigError, TrainingDiverged
 from metagan.inner import Noise
 from metagan.io import atomic_write
 from metagan.session import Session
+from metagan.tboard import TensorBoard
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -65,6 +66,7 @@ class Trainer:
         distributed.broadcast_params(self.dist, self.params)
         self.opt = torch.optim.Adam(self.params.values(), lr=cfg.meta.lr, betas=cfg.meta.betas)
         self.train_tasks = self.s.sampler("train") if self.s.algorithm.trains else None
+        self._tb = None  # run.tensorboard: metagan.tboard.TensorBoard, made by run()
         self._graph = None  # run.cuda_graph: metagan.graphs.GraphedMetaStep, built on first use
         if cfg.run.cuda_graph and self.dist.enabled:
             raise ConfigError(
@@ -81,6 +83,14 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, log=print) -> TrainResult:
+        """Meta-train up to ``meta.iterations``; ``log`` gets the header and notices."""
+        try:
+            return self._run(log)
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+
+    def _run(self, log) -> TrainResult:
         cfg, s = self.cfg, self.s
         main = self.dist.is_main  # distributed: rank 0 alone logs and writes files
         log = log if main else (lambda line: None)
@@ -96,6 +106,9 @@ class Trainer:
         if main:
             with atomic_write(self.out / "config.toml", "w") as f:
                 f.write(cfg.to_toml())
+        if cfg.run.tensorboard and main:
+            self._tb = TensorBoard(self.out, start_step=self.step)
+            log(self._tb.header)
         if not s.algorithm.trains:
             log(f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation")
             self._save()
@@ -185,6 +198,8 @@ class Trainer:
                             last["memorisation"] = round(memo, 5)
                     mf.write(json.dumps(last) + "\n")
                     mf.flush()
+                    if self._tb is not None:
+                        self._tb.scalars(last)
                 if diverged:
                     bar.close()
                     raise TrainingDiverged(
@@ -249,5 +264,9 @@ class Trainer:
             [torch.cat([shots, gen]) for shots, gen in zip(batch.support.cpu(), rows)],
             path,
             invert=cfg.data.invert,
+            split=batch.support.shape[1],  # a line between each row's shots and its samples
+            labels=[s.dataset.classes[i].name for i in classes],
         )
+        if self._tb is not None:
+            self._tb.grid(path, self.step)
         return path

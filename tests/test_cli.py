@@ -1,6 +1,7 @@
 """End-to-end CLI runs on tiny settings, and every bad-input case of the core issue."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -62,6 +63,16 @@ def trained(tmp_path_factory):
     code, out = train(tmp, "--algorithm", "reptile")
     assert code == 0
     return out / "checkpoint.pt"
+
+
+def test_the_class_example_of_adapt_help_works_on_the_default_dataset(trained, tmp_path, capsys):
+    assert main(["adapt", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    example = re.search(r"e\.g\. (\S+) \(glyphs\)", help_text).group(1)
+    out = tmp_path / "one"
+    assert main(["adapt", "--checkpoint", str(trained), "--class", example, "--num", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert f"classes = ['{example}']" in (out / "adapt.txt").read_text()
 
 
 def write_images(folder, n, size=(40, 40), start=0):
@@ -204,10 +215,10 @@ def test_bench_smoke(tmp_path, capsys):
 
 
 def test_train_and_adapt_on_real_omniglot(tmp_path):
-    """The real small1 zip from ../shared: meta-test alphabet held out, adapt to one of its classes."""
+    """Real Omniglot drawings (the shipped small1 subset): meta-test alphabet held out, adapt to
+    one of its classes."""
     from conftest import SMALL1
 
-    assert SMALL1.is_file(), f"{SMALL1} is missing (CI provides ../shared/omniglot)"
     out = tmp_path / "omni"
     argv = ["train", *TINY, "--dataset", "omniglot", "--data-root", str(SMALL1), "--out", str(out),
             'data.test_groups=["Latin"]', "--algorithm", "reptile"]  # fmt: skip

@@ -1,7 +1,8 @@
 """Tests of metagan.data and the built-in datasets (glyphs, omniglot, folder).
 
-Omniglot tests read the real ``images_background_small1.zip`` from ``../shared/omniglot``
-relative to the project root (CI always has it); they fail, never skip, if it is missing.
+Omniglot tests read ``tests/data/omniglot/images_background_small1.zip``, a subset of the
+official zip shipped with the tests (every alphabet, its first 6 characters, all 20 drawings;
+tests/data/omniglot/README.md), so they run on any clone.
 Nothing here touches the network: the download tests serve local files through a patched opener.
 """
 
@@ -17,29 +18,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL1
 from PIL import Image
 
-from metagan.data import download
 from metagan.data.base import ClassDataset, ClassRef
 from metagan.data.images import read_image_dir, save_grid, to_pil, to_tensor
 from metagan.data.tasks import ImageCache, TaskSampler, split_classes
 from metagan.errors import CheckpointError, ConfigError, DataError
+from metagan_builtin.datasets import omniglot_download as download
 from metagan_builtin.datasets.folder import FolderDataset
 from metagan_builtin.datasets.glyphs import _DISTINCT, GlyphsDataset, _thumbnail
 from metagan_builtin.datasets.omniglot import OmniglotDataset
 
-SMALL1 = Path(__file__).resolve().parents[1].parent / "shared" / "omniglot"
-SMALL1 = SMALL1 / "images_background_small1.zip"
-SMALL1_MD5 = "e704a628b5459e08445c13499850abc4"
 SMALL1_ALPHABETS = ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
+SMALL1_MD5 = (
+    "e704a628b5459e08445c13499850abc4"  # the official zip's (github.com/brendenlake/omniglot)
+)
+CHARS = 6  # characters per alphabet in the shipped subset (tests/data/omniglot/make_subset.py)
+CLASSES = 5 * CHARS
 
 
 @pytest.fixture(scope="module")
 def small1() -> Path:
-    assert SMALL1.is_file(), (
-        f"the Omniglot test data is missing: expected {SMALL1} (images_background_small1.zip "
-        "from github.com/brendenlake/omniglot, md5 e704a628b5459e08445c13499850abc4)"
-    )
+    assert SMALL1.is_file(), f"the shipped Omniglot subset {SMALL1} is missing from the checkout"
     return SMALL1
 
 
@@ -179,12 +180,12 @@ def test_class_index_and_check_index_errors(glyphs):
 
 def test_omniglot_small1_structure(omniglot):
     assert omniglot.groups() == SMALL1_ALPHABETS
-    assert len(omniglot.classes) == 136
+    assert len(omniglot.classes) == CLASSES
     assert all(c.num_images == 20 for c in omniglot.classes)
     assert omniglot.classes[0] == ClassRef("Balinese/character01", "Balinese", 20)
     greek = [c for c in omniglot.classes if c.group == "Greek"]
-    assert len(greek) == 24  # the Greek alphabet has 24 letters
-    i = omniglot.class_index("Greek/character07")
+    assert [c.name for c in greek] == [f"Greek/character{i:02d}" for i in range(1, CHARS + 1)]
+    i = omniglot.class_index("Greek/character05")
     images = omniglot.load_class(i)
     assert len(images) == 20
     for img in images:
@@ -212,7 +213,7 @@ def test_omniglot_extracted_and_folder_of_zips(small1, tmp_path, omniglot):
     os.symlink(small1, tmp_path / "zips" / small1.name)
     both = OmniglotDataset(root=tmp_path / "zips", split="images_background_small1")
     assert [c.name for c in both.classes] == [c.name for c in omniglot.classes]
-    assert len(OmniglotDataset(root=tmp_path / "zips").classes) == 136
+    assert len(OmniglotDataset(root=tmp_path / "zips").classes) == CLASSES
     # an extracted split (only two alphabets, to stay fast)
     with zipfile.ZipFile(small1) as z:
         z.extractall(
@@ -221,12 +222,12 @@ def test_omniglot_extracted_and_folder_of_zips(small1, tmp_path, omniglot):
         )
     extracted = OmniglotDataset(root=tmp_path / "x" / "images_background_small1")
     assert extracted.groups() == ["Greek", "Latin"]
-    assert len(extracted.classes) == 24 + 26
+    assert len(extracted.classes) == 2 * CHARS
     i, j = extracted.class_index("Latin/character03"), omniglot.class_index("Latin/character03")
     a, b = extracted.load_class(i), omniglot.load_class(j)
     assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
     # the parent folder of the extracted split works as well
-    assert len(OmniglotDataset(root=tmp_path / "x").classes) == 50
+    assert len(OmniglotDataset(root=tmp_path / "x").classes) == 2 * CHARS
 
 
 def test_omniglot_errors(tmp_path):
@@ -285,6 +286,28 @@ def test_to_pil_round_trip_and_save_grid(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temp file left
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         to_pil(torch.zeros(2, 28, 28), invert=False)
+
+
+def test_save_grid_sets_the_shots_apart_and_labels_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(3)]
+    x = to_tensor(images, 28, invert=True)
+    plain = np.asarray(Image.open(save_grid([x, x], tmp_path / "a.png", invert=True, pad=2)))
+    path = save_grid([x, x], tmp_path / "b.png", invert=True, pad=2, split=1, labels=["a/1", "b/2"])
+    g = np.asarray(Image.open(path))
+    gap = 4 * 2 + 1
+    left = g.shape[1] - plain.shape[1] - gap  # the label column
+    assert left > 0 and g.shape[0] == plain.shape[0]
+    # the shot column as before, the samples moved right by the gap
+    assert np.array_equal(g[:, left : left + 32], plain[:, :32])
+    assert np.array_equal(g[:, left + 32 + gap :], plain[:, 32:])
+    assert (g[:, left + 32 + gap // 2 - 1] == 0).all()  # a black line between them
+    assert (g[:, left + 32 : left + 32 + gap] != 128).sum() == g.shape[0]  # and only the line
+    for i in range(2):  # each row's label is written on white beside it
+        band = g[2 + i * 30 : 2 + i * 30 + 28, :left]
+        assert (band == 255).mean() > 0.5 and (band < 128).any()
+    with pytest.raises(ValueError, match="1 labels for 2 rows"):
+        save_grid([x, x], tmp_path / "c.png", invert=True, labels=["a"])
 
 
 def write_png(path: Path, size=(20, 20), value=255) -> Path:
@@ -377,11 +400,11 @@ def test_folder_dataset_errors(tmp_path):
 def test_split_by_group_is_disjoint_whole_and_deterministic(omniglot):
     train, test = split_classes(omniglot, test_fraction=0.2, seed=0)
     assert set(train).isdisjoint(test)
-    assert sorted(train + test) == list(range(136))
+    assert sorted(train + test) == list(range(CLASSES))
     train_groups = {omniglot.classes[i].group for i in train}
     test_groups = {omniglot.classes[i].group for i in test}
     assert train_groups.isdisjoint(test_groups) and test_groups and train_groups
-    assert len(test) >= 0.2 * 136
+    assert len(test) >= 0.2 * CLASSES
     assert split_classes(omniglot, test_fraction=0.2, seed=0) == (train, test)
     splits = {tuple(split_classes(omniglot, seed=s)[1]) for s in range(6)}
     assert len(splits) > 1  # the seed matters
@@ -390,8 +413,8 @@ def test_split_by_group_is_disjoint_whole_and_deterministic(omniglot):
 def test_split_named_groups_and_errors(omniglot):
     train, test = split_classes(omniglot, test_groups=["Greek", "Latin"])
     assert {omniglot.classes[i].group for i in test} == {"Greek", "Latin"}
-    assert len(test) == 24 + 26 and len(train) == 136 - 50
-    assert split_classes(omniglot, test_groups="Greek")[1] == test[:24]
+    assert len(test) == 2 * CHARS and len(train) == CLASSES - 2 * CHARS
+    assert split_classes(omniglot, test_groups="Greek")[1] == test[:CHARS]
     with pytest.raises(DataError) as e:
         split_classes(omniglot, test_groups=["Greeek"])
     msg = one_line(e)
@@ -541,15 +564,18 @@ def serve(monkeypatch, files: dict[str, Path]) -> list[str]:
 
 
 def test_download_verifies_md5_and_skips_present_files(small1, tmp_path, monkeypatch):
+    # the shipped subset stands in for the official file: its md5 is the expected one here
+    subset_md5 = hashlib.md5(small1.read_bytes()).hexdigest()
+    monkeypatch.setitem(download.OMNIGLOT_MD5, "images_background_small1", subset_md5)
     fetched = serve(monkeypatch, {"images_background_small1.zip": small1})
     dest = tmp_path / "omniglot"
     paths = download.download_omniglot(dest, splits=("images_background_small1",))
     assert paths == [dest / "images_background_small1.zip"]
-    assert hashlib.md5(paths[0].read_bytes()).hexdigest() == SMALL1_MD5
+    assert hashlib.md5(paths[0].read_bytes()).hexdigest() == subset_md5
     assert sorted(p.name for p in dest.iterdir()) == ["images_background_small1.zip"]
     download.download_omniglot(dest, splits=("images_background_small1",))
     assert fetched == ["images_background_small1.zip"]  # the second call fetched nothing
-    assert len(OmniglotDataset(root=dest).classes) == 136
+    assert len(OmniglotDataset(root=dest).classes) == CLASSES
 
 
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch):
@@ -584,6 +610,26 @@ def test_download_small2_checked_by_listing(small1, tmp_path, monkeypatch):
     assert out[0].read_bytes() == buf.getvalue()
 
 
+def test_data_download_command_asks_the_dataset_plugin(small1, tmp_path, monkeypatch, capsys):
+    from metagan.cli import main
+
+    subset_md5 = hashlib.md5(small1.read_bytes()).hexdigest()
+    monkeypatch.setitem(download.OMNIGLOT_MD5, "images_background_small1", subset_md5)
+    serve(monkeypatch, {"images_background_small1.zip": small1})
+    dest = tmp_path / "data"
+    argv = ["data", "download", "omniglot", "--root", str(dest), "--splits",
+            "images_background_small1"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split() == [str(dest / "images_background_small1.zip")]
+    assert OmniglotDataset(root=dest).classes == OmniglotDataset(root=small1).classes
+    # a dataset without files to fetch says so, naming those that have some
+    assert main(["data", "download", "glyphs", "--root", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "dataset 'glyphs' has nothing to download; datasets that do: omniglot" in err
+    assert not (tmp_path / "g").exists()
+
+
 def test_download_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         download.download_omniglot(tmp_path, splits=("images_backgrund",))
@@ -610,3 +656,45 @@ def test_builtin_datasets_plugin_registers_all_three():
     assert regs.datasets.names() == ["folder", "glyphs", "omniglot"]
     assert regs.datasets.get("glyphs") is GlyphsDataset
     assert all(e.description for e in regs.datasets.entries())
+
+
+# ---------------------------------------------------------------- conformance check
+
+
+@pytest.mark.parametrize("name", ["glyphs", "omniglot", "folder"])
+def test_builtin_datasets_pass_the_plugin_conformance_check(registries, name, small1, tmp_path):
+    from metagan.testing import check_dataset
+
+    root = {"glyphs": None, "omniglot": small1, "folder": tmp_path}[name]
+    if name == "folder":
+        for c in ("cat", "dog"):
+            (tmp_path / c).mkdir()
+            for i in range(3):
+                write_png(tmp_path / c / f"{i}.png", value=200 + 10 * i)
+    check_dataset(registries.datasets.get(name), root=root)
+
+
+def test_the_dataset_conformance_check_catches_mistakes():
+    from metagan.testing import check_dataset
+
+    def dataset(refs, count=None):
+        class Made(ClassDataset):
+            def __init__(self, *, root=None, seed=0):
+                super().__init__(root=root, seed=seed)
+                self.classes = list(refs)
+
+            def load_class(self, index):
+                n = self.classes[index].num_images if count is None else count
+                return [Image.new("L", (20, 20), 255) for _ in range(n)]
+
+        return Made
+
+    check_dataset(dataset([ClassRef("a/x", "a", 3), ClassRef("y", None, 2)]))  # a good one
+    with pytest.raises(AssertionError, match="lists 3 images but load_class gave 2"):
+        check_dataset(dataset([ClassRef("a/x", "a", 3)], count=2))
+    with pytest.raises(AssertionError, match=r"name it '<group>/<class>'"):
+        check_dataset(dataset([ClassRef("x", "a", 3)]))
+    with pytest.raises(AssertionError, match="unique"):
+        check_dataset(dataset([ClassRef("a/x", "a", 3), ClassRef("a/x", "a", 3)]))
+    with pytest.raises(AssertionError, match="K \\+ Q need >= 2"):
+        check_dataset(dataset([ClassRef("a/x", "a", 1)]))

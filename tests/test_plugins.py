@@ -36,14 +36,38 @@ def test_unknown_name_suggests_close_matches(registries):
     assert "did you mean reptile?" in msg and "metagan plugins" in msg and "\n" not in msg
 
 
-def test_duplicate_name_names_both_plugins():
-    a = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
-    b = plugin(metagan_register_losses=lambda registry: registry.add("same", object()))
-    with pytest.raises(
-        PluginError,
-        match=r"'same' is registered twice: by plugin '(first|second)'.*plugin '(first|second)'",
-    ):
-        plugins.load(entry_points=False, extra=[("first", a), ("second", b)])
+def test_a_name_two_plugins_register_fails_only_when_used(capsys):
+    a = plugin(metagan_register_losses=lambda registry: registry.add("same", "from first"))
+    b = plugin(metagan_register_losses=lambda registry: registry.add("same", "from second"))
+    c = plugin(metagan_register_losses=lambda registry: registry.add("other", "from third"))
+    regs = plugins.load(entry_points=False, extra=[("first", a), ("second", b), ("third", c)])
+    losses = regs.losses
+    assert losses.names().count("same") == 1 and "other" in losses.names()
+    assert losses.clashes() == ["same"]
+    assert sorted(e.plugin for e in losses.entries() if e.name == "same") == ["first", "second"]
+    assert losses.get("other") == "from third"  # the rest works
+    with pytest.raises(PluginError) as e:
+        losses.get("same")
+    msg = str(e.value)
+    assert "\n" not in msg and "plugin 'first'" in msg and "plugin 'second'" in msg
+    assert "first:same or second:same" in msg
+    assert losses.get("first:same") == "from first"
+    assert losses.get("second:same") == "from second"
+    assert losses.get("third:other") == "from third"
+    with pytest.raises(UnknownNameError):
+        losses.get("third:same")
+    assert "same" in losses and "first:same" in losses and "nope" not in losses
+
+
+def test_a_plugin_registering_one_name_twice_is_its_failure():
+    twice = plugin(
+        metagan_register_losses=lambda registry: [registry.add("x", 1), registry.add("x", 2)]
+    )
+    ok = plugin(metagan_register_losses=lambda registry: registry.add("y", 3))
+    regs = plugins.load(entry_points=False, extra=[("twice", twice), ("ok", ok)])
+    assert "registered the loss name 'x' twice" in regs.failed[0].error
+    assert [p.name for p in regs.failed] == ["twice"]
+    assert "x" not in regs.losses and regs.losses.get("y") == 3
 
 
 def test_failing_plugin_does_not_take_others_down():

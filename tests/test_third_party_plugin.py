@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import cli_env
 
 HERE = Path(__file__).resolve().parent
@@ -14,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    for name in ("metagan-halfstep", "metagan-broken"):
+    for name in ("metagan-halfstep", "metagan-broken", "metagan-anil", "metagan-clash"):
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
              "--no-compile", "--target", str(target / name), str(HERE / "plugins" / name)],
@@ -59,3 +60,58 @@ def test_broken_plugin_is_reported_and_others_work(site, tmp_path):
     r = run(["train", "--algorithm", "brokenalgo", "--out", "x"], path, tmp_path)
     assert r.returncode == 2 and "unknown algorithm 'brokenalgo'" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+TINY = ["--iterations", "2", "meta.tasks=2", "inner.steps=1", "model.width=8", "model.z_dim=16",
+        "run.progress=false", "run.sample_classes=2", "run.sample_every=0"]  # fmt: skip
+
+
+def test_anil_plugin_adapts_only_the_last_layers(site, tmp_path):
+    """A plugin written from docs/plugins.md alone (tests/plugins/metagan-anil) whose inner
+    loop adapts only the last layer of G and D: it trains by name, passes the conformance
+    check, and adapting it changes the head's parameters and nothing else."""
+    import metagan
+    from metagan import plugins
+    from metagan.testing import check_algorithm
+
+    path = str(site / "metagan-anil")
+    r = run(["plugins"], path, tmp_path)
+    assert r.returncode == 0 and "anil" in r.stdout and "metagan-anil==0.1.0" in r.stdout
+    r = run(
+        ["train", "--algorithm", "anil", "--arch", "mlp", "--out", "run", *TINY], path, tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    sys.path.insert(0, path)
+    try:
+        import metagan_anil
+    finally:
+        sys.path.remove(path)
+    check_algorithm(metagan_anil.ANIL)
+    regs = plugins.load(extra=[("anil", metagan_anil)])
+    g = metagan.load(tmp_path / "run" / "checkpoint.pt", registries=regs)
+    shots = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    moved = (g.adapt(shots, steps=2).theta_g[0] - g.params["g"].detach()).abs() > 0
+    head = metagan_anil.head_mask(g.session.engine.G.spec).bool()
+    # expected from the layout alone: the mlp generator's last Linear layer
+    segments = g.session.engine.G.spec.segments()
+    name, offset, numel = segments[-1]
+    w_name, w_offset, w_numel = segments[-2]
+    assert name.endswith(".bias") and w_name.endswith(".weight")
+    assert head.sum() == numel + w_numel and head[w_offset : offset + numel].all()
+    assert moved.any() and not moved[~head].any()
+
+
+def test_a_name_two_plugins_register_does_not_take_commands_down(site, tmp_path):
+    path = str(site / "metagan-clash")
+    r = run(["plugins"], path, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "algorithms:reptile" in r.stdout and "clash:reptile" in r.stdout
+    assert "metagan-clash==2.0.0" in r.stdout
+    r = run(["train", "--algorithm", "fomaml", "--out", "a", *TINY], path, tmp_path)
+    assert r.returncode == 0, r.stderr  # other names work
+    r = run(["train", "--algorithm", "reptile", "--out", "b", *TINY], path, tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "algorithms:reptile or clash:reptile" in r.stderr and not (tmp_path / "b").exists()
+    r = run(["train", "--algorithm", "algorithms:reptile", "--out", "c", *TINY], path, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c" / "checkpoint.pt").is_file()

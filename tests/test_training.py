@@ -74,3 +74,54 @@ def test_builtin_architectures_pass_the_plugin_conformance_check(registries, arc
 @pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "metasgd", "finetune"])
 def test_builtin_algorithms_pass_the_plugin_conformance_check(registries, name):
     check_algorithm(registries.algorithms.get(name))
+
+
+def _tiny_run(tmp_path, *extra):
+    cfg = config.load(
+        None,
+        [*TINY, "meta.algorithm=fomaml", "meta.iterations=3", f"run.out={tmp_path}", *extra],
+    )
+    lines: list[str] = []
+    Trainer(cfg).run(log=lines.append)
+    return lines
+
+
+def test_tensorboard_logs_the_metrics_and_the_sample_grids(tmp_path):
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lines = _tiny_run(tmp_path, "run.tensorboard=true", "run.sample_every=2")
+    assert f"tensorboard: {tmp_path / 'tensorboard'}" in lines
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    keys = ["loss_d", "loss_g", "inner_loss_d", "inner_loss_g", "tasks_per_s", "memorisation",
+            "dropped_tasks"]  # fmt: skip
+    assert sorted(acc.Tags()["scalars"]) == sorted(keys)
+    for key in keys:  # every logged number of metrics.jsonl, at its step
+        events = acc.Scalars(key)
+        assert [e.step for e in events] == [r["step"] for r in rows if key in r] == [1, 2, 3]
+        want = [r[key] for r in rows]
+        assert [e.value for e in events] == pytest.approx(want, rel=1e-6)
+    images = acc.Images("samples")
+    assert [e.step for e in images] == [2, 3]
+    for e in images:  # the grid PNG itself
+        png = tmp_path / "samples" / f"step_{e.step:06d}.png"
+        got = np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("L"))
+        assert np.array_equal(got, np.asarray(Image.open(png)))
+
+
+def test_without_the_tensorboard_package_the_run_says_so_and_goes_on(tmp_path, monkeypatch):
+    import sys
+
+    from metagan.tboard import MISSING
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    lines = _tiny_run(tmp_path, "run.tensorboard=true")
+    assert MISSING in lines and "pip install 'metagan[tensorboard]'" in MISSING
+    assert not (tmp_path / "tensorboard").exists()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3

@@ -1,9 +1,8 @@
-"""Few-shot data: datasets of classes, image conversion, task sampling and downloads.
+"""Few-shot data: datasets of classes, image conversion and task sampling.
 
 - :mod:`metagan.data.base`: :class:`ClassDataset`, the interface dataset plugins implement.
 - :mod:`metagan.data.images`: Pillow images <-> ``(N, 1, S, S)`` tensors in [-1, 1], grids.
 - :mod:`metagan.data.tasks`: class splits, the image cache and the resumable task sampler.
-- :mod:`metagan.data.download`: the verified Omniglot download.
 """
 
 from metagan.data.base import ClassDataset, ClassRef

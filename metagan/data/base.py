@@ -51,6 +51,18 @@ class ClassDataset(abc.ABC):
         self.classes = []
         self._index_by_name: dict[str, int] | None = None
 
+    @classmethod
+    def download(cls, root: str | os.PathLike, *, parts=None) -> list[Path]:
+        """Fetch this dataset's files into the folder ``root`` for ``metagan data download``:
+        checksum-verified, written atomically, files already there kept; returns their paths.
+
+        :param parts: which of the dataset's files (its own names); None: its default set.
+
+        Datasets that can fetch their files override this; the default says there is nothing
+        to download.
+        """
+        raise DataError(f"dataset {cls.__name__} has nothing to download")
+
     @abc.abstractmethod
     def load_class(self, index: int) -> list[Image.Image]:
         """The images of class ``index``: any size, mode "L", dark strokes on white."""

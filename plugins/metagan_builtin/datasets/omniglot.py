@@ -95,6 +95,18 @@ class OmniglotDataset(ClassDataset):
             self.classes.append(ClassRef(name, name.split("/", 1)[0], len(files)))
             self._members.append((source, files))
 
+    @classmethod
+    def download(cls, root, *, parts=None) -> list[Path]:
+        """Fetch the official zips into ``root`` (md5-checked, atomic; present ones are kept).
+
+        :param parts: splits to fetch (default ``images_background`` and ``images_evaluation``).
+        """
+        from metagan_builtin.datasets.omniglot_download import download_omniglot
+
+        if parts is None:
+            return download_omniglot(root)
+        return download_omniglot(root, splits=tuple(parts))
+
     @staticmethod
     def _find_sources(root: Path, split: str | None) -> list[_Source]:
         """The zips / extracted folders under ``root``, in :data:`SPLITS` order."""

@@ -1,6 +1,8 @@
-"""Fetch the official Omniglot zips, verified by md5 and written atomically.
+"""Fetch the official Omniglot zips, verified by md5 and written atomically (the omniglot
+dataset plugin's ``download``).
 
-``metagan data download omniglot --root DIR`` calls :func:`download_omniglot`. Each zip is
+``metagan data download omniglot --root DIR`` calls :meth:`OmniglotDataset.download`, which
+calls :func:`download_omniglot`. Each zip is
 streamed into a temporary file beside its target while its md5 is computed; only a file whose
 md5 matches is renamed into place, so an interrupted or corrupted download never leaves a
 half-written ``.zip`` for :class:`OmniglotDataset` to trip over. Files that are already there
