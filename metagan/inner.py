@@ -263,9 +263,15 @@ class BatchedEngine(Engine):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """First-order gradients at the given parameters: ``(∇L_G (T,P_G), ∇L_D (T,P_D), L_G, L_D)``."""
         cond = self.condition(shots, "task_grads")
-        theta_g, theta_d = theta_g.detach(), theta_d.detach()
-        gd, ld = vmap(grad(self._d_loss, has_aux=True))(theta_d, theta_g, real, z, cond)
-        gg, lg = vmap(grad(self._g_loss, has_aux=True))(theta_g, theta_d, z, cond)
+        # G runs once for both losses, as in an inner step: its recorded graph turns ∂L_G/∂fakes
+        # into ∇L_G (G's forward is the larger part of the outer step's arithmetic).
+        tg, td = theta_g.detach().requires_grad_(), theta_d.detach()
+        with torch.enable_grad():
+            fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
+        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, real, fake.detach(), cond)
+        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake.detach(), td, z, cond)
+        with torch.enable_grad():
+            (gg,) = torch.autograd.grad(fake, tg, dfake)
         return gg, gd, lg, ld
 
     def generate(self, theta_g: Tensor, z: Tensor, shots: Tensor | None = None) -> Tensor:
