@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from metagan import checkpoint, config
+from metagan import checkpoint, config, memory, plugins
 from metagan.errors import ConfigError, DataError
 from metagan.inner import Noise
+from metagan.models import ArchConfig
 from metagan.session import Session
 
 
@@ -33,12 +34,15 @@ def load_session(
     overrides=(),
     device: str | None = None,
     ckpt: dict | None = None,
+    num: int | None = None,
 ) -> tuple[Session, dict[str, Tensor]]:
     """The Session a checkpoint was trained with, and its meta-parameters loaded into it.
 
     ``overrides`` change how to adapt (``inner.*`` keys only, e.g. ``inner.lr_g=0.01``);
     ``device`` replaces the checkpoint's ``run.device``; ``ckpt``: the checkpoint at ``path``
-    when the caller has already read it.
+    when the caller has already read it; ``num``: samples per class the caller will draw, which
+    are refused (with an estimate) before the networks are built if they cannot fit.
+    Parameters that are not finite are refused (:func:`metagan.checkpoint.check_params`).
     """
     ckpt = checkpoint.load(path) if ckpt is None else ckpt
     bad = [o for o in overrides if not o.startswith("inner.")]
@@ -48,7 +52,12 @@ def load_session(
     if device is not None:
         overrides.append(f"run.device={config._toml_value(str(device))}")
     cfg = config.load(None, overrides, base=ckpt["config"])
-    s = Session(cfg, registries)
+    if num is not None:  # one class at least
+        m = cfg.model
+        arch = ArchConfig(image_size=cfg.data.image_size, z_dim=m.z_dim, width=m.width)
+        fp = memory.footprint((registries or plugins.get()).architectures.get(m.arch), arch)
+        memory.check_sampling(fp, 1, num, cfg, cfg.run.device)
+    s = Session(cfg, registries, check_memory=False)  # adapting needs no meta-batch
     return s, s.load_params(path, ckpt)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from metagan.errors import ConfigError
+from metagan.errors import ConfigError, check_range
 from metagan.inner import Adapted, Engine, InnerConfig, Noise
 
 
@@ -42,6 +42,10 @@ class MetaConfig:
                 )
         if not self.lr > 0:
             raise ConfigError(f"meta.lr must be a positive learning rate, got {self.lr}")
+        check_range("meta.tasks", self.tasks, 1, 100_000, what="an integer")
+        check_range("meta.iterations", self.iterations, 1, 10**9, what="an integer")
+        check_range("meta.max_skips", self.max_skips, 1, 10**6, what="an integer")
+        check_range("meta.lr", self.lr, 0, 1, low_open=True, what="a learning rate")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"meta.betas must be two numbers in [0, 1), got {list(self.betas)}")
 

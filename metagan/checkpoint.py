@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,16 @@ def read(path: str | Path, what: str, written_by: str) -> Any:
         raise CheckpointError(f"{what} {path} does not exist; write one with `{written_by}`")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+    except pickle.UnpicklingError as exc:
+        # torch's message ends by suggesting weights_only=False: never do that with this file
+        found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(exc))
+        name = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{what} {path} is refused: it holds Python objects{name} beyond tensors and plain "
+            "data, and loading it could run code; metagan loads only weights "
+            "(torch.load weights_only=True); use a file written by metagan"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any other unpickling failure means a corrupt file
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{what} {path} is corrupt or of another kind ({cause[:200]})"
@@ -59,10 +70,25 @@ def load(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def check_finite(path: str | Path, tensors, what: str) -> None:
+    """A one-line CheckpointError if any of ``tensors`` holds inf or nan: metagan never writes
+    nor uses non-finite weights (adapting them gives black samples and meaningless scores)."""
+    tensors = list(tensors)
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t.is_floating_point())
+    if bad:
+        total = sum(t.numel() for t in tensors)
+        raise CheckpointError(
+            f"checkpoint {path} is refused: {bad} of {total} values of its {what} are not finite "
+            "(inf or nan); use an earlier checkpoint or retrain with lower learning rates"
+        )
+
+
 def check_params(
     path: str | Path, ckpt: dict, expected: dict[str, torch.Tensor], arch: str
 ) -> None:
-    """The checkpoint's parameters must fit the architecture it is loaded into."""
+    """The checkpoint's parameters must fit the architecture it is loaded into, and be finite."""
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["params"], dict):
+        raise CheckpointError(f"checkpoint {path} is damaged: its config or params is not a table")
     saved_arch = ckpt["config"].get("model", {}).get("arch")
     if saved_arch != arch:
         raise CheckpointError(
@@ -72,9 +98,10 @@ def check_params(
     params = ckpt["params"]
     for key, ref in expected.items():
         got = params.get(key)
-        if got is None or got.shape != ref.shape:
-            shape = None if got is None else tuple(got.shape)
+        if not isinstance(got, torch.Tensor) or got.shape != ref.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else None
             raise CheckpointError(
                 f"checkpoint {path}: parameters {key!r} have shape {shape}, but architecture {arch!r} with "
                 f"this config needs {tuple(ref.shape)} (was it trained with other model settings?)"
             )
+    check_finite(path, [params[k] for k in expected], "parameters")

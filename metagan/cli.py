@@ -7,28 +7,36 @@ line ``metagan: error: ...`` and returns 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from metagan import __version__, checkpoint, config, distributed, ops, plugins
-from metagan.errors import ConfigError, DataError, MetaganError
+from metagan import __version__, checkpoint, config, distributed, memory, ops, plugins
+from metagan.errors import SEED_MAX, ConfigError, DataError, MetaganError
+from metagan.io import check_writable
 
 
-def _positive(kind: str):
+def _positive(kind: str, high: int = 10**6, low: int = 1):
+    """An argparse type: an integer in [low, high] (absurd sizes are refused in one line)."""
+
     def parse(text: str) -> int:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{kind} must be a positive integer, got {text!r}"
-            ) from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{kind} must be {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{kind} must be {what}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{kind} must be at most {high}, got {value}")
         return value
 
     return parse
+
+
+_seed = _positive("--seed", SEED_MAX, low=0)
 
 
 def _ratio(text: str) -> float:
@@ -79,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", help="dataset path (data.root)")
     t.add_argument("--out", help="output folder (run.out)")
     t.add_argument(
-        "--seed", type=int, help="seed for tasks, noise and the initialisation (run.seed)"
+        "--seed", type=_seed, help="seed for tasks, noise and the initialisation (run.seed)"
     )
     t.add_argument(
-        "--iterations", type=_positive("--iterations"), help="meta-iterations (meta.iterations)"
+        "--iterations",
+        type=_positive("--iterations", 10**9),
+        help="meta-iterations (meta.iterations)",
     )
     t.add_argument("--device", help="cpu, cuda or cuda:N (run.device)")
     t.add_argument(
@@ -126,13 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--steps",
-        type=_positive("--steps"),
+        type=_positive("--steps", 10_000),
         default=None,
         help="inner steps (default: the checkpoint's)",
     )
     a.add_argument("--num", type=_positive("--num"), default=16, help="samples to write")
     a.add_argument("--out", type=Path, required=True)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=_seed, default=0)
     a.add_argument(
         "overrides",
         nargs="*",
@@ -149,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--num", type=_positive("--num"), default=16)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=cmd_sample)
 
     _add_bench_parser(sub)
@@ -253,9 +263,12 @@ def _add_eval_parser(sub) -> None:
         "--shots", type=_positive("--shots"), nargs="+", default=[1, 5], metavar="K",
         help="shots per class to adapt on, one table per K (default: 1 5)",
     )  # fmt: skip
-    e.add_argument("--steps", type=int, help="adaptation steps S (default: the checkpoints')")
     e.add_argument(
-        "--curve-steps", type=int, metavar="N",
+        "--steps", type=_positive("--steps", 10_000, low=0),
+        help="adaptation steps S (default: the checkpoints')",
+    )  # fmt: skip
+    e.add_argument(
+        "--curve-steps", type=_positive("--curve-steps", 10_000, low=0), metavar="N",
         help="continue the adaptation curves to step N (sparsely after S: 7, 10, 15, 20, ...); "
         "the table and the augmentation protocol stay at step S",
     )  # fmt: skip
@@ -295,7 +308,7 @@ def _add_eval_parser(sub) -> None:
         "--classes", type=_positive("--classes"), default=0, metavar="N",
         help="evaluate a seeded random subset of N meta-test classes (default: all)",
     )  # fmt: skip
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--device", default="cpu", help="where generators adapt (cpu, cuda)")
     e.add_argument("--out", type=Path, help="folder for results.json, table.md, curves.png")
     e.set_defaults(func=cmd_eval)
@@ -314,7 +327,7 @@ def _add_eval_parser(sub) -> None:
     f.add_argument("--data-root", help="dataset path (data.root)")
     f.add_argument("--out", type=Path, required=True, help="where to write the extractor (.pt)")
     f.add_argument("--steps", type=_positive("--steps"), default=1500, help="training steps")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=_seed, default=0)
     f.add_argument(
         "overrides", nargs="*", metavar="data.key=value", help='e.g. data.test_groups=["Latin"]'
     )
@@ -323,6 +336,11 @@ def _add_eval_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:  # undecodable bytes in an argument arrive as lone surrogates
+        if any("\udc80" <= c <= "\udcff" for c in arg):
+            _error(f"argument {_printable(arg)!r} is not valid UTF-8; rename the file or folder")
+            return 2
     try:
         args, extra = parser.parse_known_args(argv)
         # `key=value` overrides may come before or after the options
@@ -342,11 +360,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"metagan: {line}", file=sys.stderr)
         return args.func(args, regs) or 0
     except MetaganError as exc:
-        print(f"metagan: error: {exc}", file=sys.stderr)
+        _error(str(exc), every_rank=getattr(exc, "rank_specific", False))
         return exc.exit_code
+    except OSError as exc:  # a path the checks could not foresee (a full disk, a race)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        _error(f"out of memory ({_first_line(exc)}); {_MEMORY_HINT}")
+        return 2
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        _error(f"out of memory ({_first_line(exc)}); {_MEMORY_HINT}")
+        return 2
     except KeyboardInterrupt:
         print("metagan: interrupted", file=sys.stderr)
         return 130
+
+
+_MEMORY_HINT = "lower model.width, model.z_dim, meta.tasks, inner.fake_batch or --num"
+
+
+def _error(message: str, *, every_rank: bool = False) -> None:
+    """``metagan: error: <message>`` on stderr, one line, once per run: under torchrun only rank
+    0 prints (every rank meets the same bad input; one message, not one per process), unless
+    the error is ``every_rank``'s own (then each rank that meets it prints it)."""
+    if not every_rank and os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    line = " ".join(_printable(message).split("\n"))
+    print(f"metagan: error: {line}", file=sys.stderr)
+
+
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes shown as escapes (printing them would raise)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -398,13 +451,19 @@ def cmd_train(args, regs) -> int:
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
+    check_writable(cfg.run.out, "run.out (--out)")
     ctx = distributed.setup(cfg)  # under torchrun: join the group, build on this rank's GPU
     trainer = Trainer(cfg, Session(ctx.rank_config(cfg), regs), resume=args.resume, dist=ctx)
     res = trainer.run(log=_log)
     if ctx.is_main:
-        print(f"checkpoint: {res.checkpoint}")
+        if res.checkpoint is not None and res.checkpoint.is_file():
+            print(f"checkpoint: {res.checkpoint}")
+        else:
+            print("no checkpoint was written")
         if res.grid:
             print(f"samples: {res.grid}")
+        if trainer.s.algorithm.trains:
+            print(res.summary())
     return 0
 
 
@@ -413,7 +472,8 @@ def cmd_adapt(args, regs) -> int:
     from metagan.data.images import save_grid
     from metagan.io import atomic_write
 
-    s, params = load_session(args.checkpoint, regs, overrides=args.overrides)
+    check_writable(args.out, "--out")
+    s, params = load_session(args.checkpoint, regs, overrides=args.overrides, num=args.num)
     K = args.shots or s.cfg.data.shots
     steps = args.steps or s.cfg.inner.steps
     size, invert = s.cfg.data.image_size, s.cfg.data.invert
@@ -442,6 +502,7 @@ def cmd_adapt(args, regs) -> int:
             rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
         shots = torch.stack(rows)  # (T, K, C, H, W)
         names = [s.dataset.classes[i].name for i in classes]
+    memory.check_sampling(s.footprint, shots.shape[0], args.num, s.cfg, s.device)
     samples = adapt_and_sample(s, params, shots.to(s.device), args.num, seed=args.seed, steps=steps)
     for name, gen_imgs in zip(names, samples):
         _write_samples(args.out if len(names) == 1 else args.out / _slug(name), gen_imgs, invert)
@@ -467,7 +528,8 @@ def cmd_sample(args, regs) -> int:
     from metagan.adaptation import load_session, read_shots
     from metagan.data.images import save_grid
 
-    s, params = load_session(args.checkpoint, regs)
+    check_writable(args.out, "--out")
+    s, params = load_session(args.checkpoint, regs, num=args.num)
     arch, invert = s.cfg.model.arch, s.cfg.data.invert
     if s.engine.conditional and args.images is None:
         raise ConfigError(
@@ -513,10 +575,11 @@ def cmd_fit_features(args, regs) -> int:
     for flag, key in (("dataset", "data.dataset"), ("data_root", "data.root")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={_toml(getattr(args, flag))}")
+    check_writable(args.out, "--out", folder=False)
     base = checkpoint.load(args.checkpoint)["config"] if args.checkpoint is not None else None
     cfg = config.load(args.config, overrides, base=base)
     fit_cfg = FitConfig(steps=args.steps, seed=args.seed)
-    feats = features.fit_features(Session(cfg, regs), fit_cfg, log=_log)
+    feats = features.fit_features(Session(cfg, regs, check_memory=False), fit_cfg, log=_log)
     features.save(feats, args.out, fit_cfg)
     print(
         f"feature extractor: {args.out} ({len(feats.train_classes)} meta-train classes; "
@@ -536,8 +599,7 @@ def cmd_eval(args, regs) -> int:
     for flag in ("features", "out"):
         if getattr(args, flag) is None:
             raise ConfigError(f"eval needs --{flag} (see metagan eval --help)")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    check_writable(args.out, "--out")
     feats = features.load(args.features)
     cfg = EvalConfig(
         shots=tuple(args.shots), steps=args.steps, curve_steps=args.curve_steps, num=args.num,
@@ -588,6 +650,7 @@ def cmd_download(args, regs) -> int:
             f"dataset {args.name!r} has nothing to download; datasets that do: "
             f"{', '.join(can) or 'none installed'}"
         )
+    check_writable(args.root, "--root")
     for p in cls.download(args.root, parts=args.splits):
         print(p)
     return 0

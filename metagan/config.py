@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from metagan.algorithm import MetaConfig
-from metagan.errors import ConfigError
+from metagan.errors import SEED_MAX, ConfigError, check_range
 from metagan.inner import InnerConfig
 from metagan.models import IMAGE_SIZES
 
@@ -65,6 +65,9 @@ class DataConfig:
             raise ConfigError(
                 f"data.test_fraction must be in [0, 1) (0: no meta-test classes), got {self.test_fraction}"
             )
+        check_range("data.shots", self.shots, 1, 10_000, what="an integer")
+        check_range("data.queries", self.queries, 0, 10_000, what="an integer")
+        check_range("data.seed", self.seed, 0, SEED_MAX, what="an integer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +85,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.{key} must be a positive integer, got {getattr(self, key)}"
                 )
+            check_range(f"model.{key}", getattr(self, key), 1, 65_536, what="an integer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +122,11 @@ class RunConfig:
                 raise ConfigError(f"run.{key} must be a positive integer, got {getattr(self, key)}")
         if self.sample_every < 0:
             raise ConfigError(f"run.sample_every must be >= 0, got {self.sample_every}")
+        check_range("run.seed", self.seed, 0, SEED_MAX, what="an integer")
+        for key in ("log_every", "checkpoint_every", "sample_every"):
+            check_range(f"run.{key}", getattr(self, key), 0, 10**9, what="an integer")
+        for key in ("sample_classes", "sample_num"):
+            check_range(f"run.{key}", getattr(self, key), 1, 1_000, what="an integer")
 
 
 SECTIONS: dict[str, type] = {
@@ -161,9 +170,13 @@ def load(
     if path is not None:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {path} is not UTF-8 text (byte {exc.start}); TOML files must be UTF-8"
+            ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

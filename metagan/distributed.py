@@ -31,6 +31,9 @@ import atexit
 import dataclasses
 import json
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -106,7 +109,28 @@ def setup(cfg: Config) -> Context:
             torch.cuda.set_device(device)
         _init_process_group(backend, device, rank, world, restarts)
         atexit.register(_destroy)
+        _stop_with_agent()
     return Context(rank, world, local_rank, restarts, device, backend)
+
+
+def _stop_with_agent(poll_s: float = 1.0) -> None:
+    """Exit when the torchrun agent that started this worker dies.
+
+    A killed agent (``kill -9`` of torchrun, a lost SSH session) cannot stop its workers, which
+    would train on as orphans, holding GPUs and writing to run.out. A daemon thread watches the
+    parent process: when it changes (the worker was re-parented), the worker terminates itself.
+    Checkpoints are written atomically, so stopping at any moment leaves a loadable one.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5.0)
+        os._exit(143)  # SIGTERM was handled and ignored
+
+    threading.Thread(target=watch, name="metagan-agent-watch", daemon=True).start()
 
 
 def _init_process_group(backend: str, device: torch.device, rank: int, world: int, restarts: int):
@@ -177,10 +201,12 @@ def _rank_device(name: str, local_rank: int) -> torch.device:
     if count == 1:  # e.g. SLURM binding one GPU to each process
         return torch.device("cuda", 0)
     if local_rank >= count:
-        raise ConfigError(
+        exc = ConfigError(
             f"LOCAL_RANK {local_rank} has no GPU of its own: this node shows {count}; "
             f"start at most {count} processes per node (--nproc-per-node)"
         )
+        exc.rank_specific = True  # not every rank meets it: printed by the ranks that do
+        raise exc
     return torch.device("cuda", local_rank)
 
 

@@ -8,6 +8,8 @@ file the toolkit writes goes through :func:`metagan.io.atomic_write`.
 
 from __future__ import annotations
 
+import math
+
 
 class MetaganError(Exception):
     """A problem with the user's input, reported in one line; exit code 2."""
@@ -40,3 +42,28 @@ class PluginError(MetaganError):
 
 class TrainingDiverged(MetaganError):
     """Too many consecutive meta-steps were skipped because of non-finite values."""
+
+
+SEED_MAX = 2**63 - 2  # seeds go to torch and numpy generators (64-bit), and seed + 1 is used
+
+
+def check_range(
+    name: str, value: float, low: float, high: float, *, low_open: bool = False, what: str = ""
+) -> None:
+    """A one-line ConfigError unless ``value`` is finite and in ``[low, high]`` (``(low, high]``
+    with ``low_open``): rates and sizes of a config never take inf, nan or absurd values."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
+    if not (ok and value <= high):
+        bounds = f"{'(' if low_open else '['}{_num(low)}, {_num(high)}]"
+        raise ConfigError(f"{name} must be {what + ' ' if what else ''}in {bounds}, got {value!r}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e19 else f"{x:g}"
+
+
+def cause(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for a one-line report."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from metagan import ops
-from metagan.errors import ConfigError
+from metagan.errors import ConfigError, check_range
 from metagan.losses import GanLoss
 from metagan.models import FunctionalNet, GanPair
 
@@ -75,6 +75,14 @@ class InnerConfig:
         for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma", "mode_seeking"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"inner.{key} must be >= 0, got {getattr(self, key)}")
+        check_range("inner.steps", self.steps, 0, 10_000, what="an integer")
+        for key in ("lr_g", "lr_d"):
+            check_range(f"inner.{key}", getattr(self, key), 0, 100, low_open=True, what="a rate")
+        check_range("inner.momentum", self.momentum, 0, 0.999)
+        check_range("inner.weight_decay", self.weight_decay, 0, 1)
+        check_range("inner.fake_batch", self.fake_batch, 0, 100_000, what="an integer")
+        for key in ("max_grad_norm", "r1_gamma", "mode_seeking"):
+            check_range(f"inner.{key}", getattr(self, key), 0, 1e6)
         if self.mode_seeking > 0 and self.fake_batch == 1:
             raise ConfigError(
                 "inner.mode_seeking compares pairs of fakes; set inner.fake_batch >= 2 or 0 (= K)"

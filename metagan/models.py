@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metagan.errors import ConfigError
+from metagan.errors import ConfigError, MetaganError, PluginError, cause
 
 IMAGE_SIZES = (28, 32, 64)
 
@@ -127,3 +127,60 @@ def check_vmap_safe(module: nn.Module, kind: str, arch: str) -> None:
                 "statistics, which leak across tasks; use GroupNorm/LayerNorm or "
                 "track_running_stats=False"
             )
+
+
+def check_pair(build, cfg: ArchConfig, arch: str, plugin: str) -> GanPair:
+    """Build an architecture and run the cheap part of the conformance checks on one tiny
+    batch (output types, shapes, range, finiteness), so that a wrong network is refused in one
+    line naming its plugin instead of training silently. The global RNG is left as it was."""
+    who = f"architecture {arch!r} (plugin {plugin!r})"
+    try:
+        pair = build(cfg)
+    except MetaganError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's fault, reported as such
+        raise PluginError(f"{who} failed to build: {cause(exc)}") from None
+    nets = (getattr(pair, "generator", None), getattr(pair, "discriminator", None))
+    if not isinstance(pair, GanPair) or not all(isinstance(n, nn.Module) for n in nets):
+        raise PluginError(
+            f"{who} returned {type(pair).__name__}; it must return a GanPair of two nn.Modules"
+        )
+    B, size = 2, (cfg.channels, cfg.image_size, cfg.image_size)
+    gen = torch.Generator().manual_seed(0)
+    cond = (torch.rand(3, *size, generator=gen) * 2 - 1,) if pair.conditional else ()
+    z = torch.randn(B, cfg.z_dim, generator=gen)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        x = _run(who, "generator", pair.generator, z, *cond)
+        _expect(who, "generator", x, (B, *size), f"for z of shape {(B, cfg.z_dim)}")
+        if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 1 + 1e-5:
+            raise PluginError(
+                f"{who}: the generator's output must be finite and in [-1, 1] (end with tanh)"
+            )
+        logits = _run(who, "discriminator", pair.discriminator, x, *cond)
+        _expect(
+            who,
+            "discriminator",
+            logits,
+            (B,),
+            f"(one logit per image) for images of shape {tuple(x.shape)}",
+        )
+        if not bool(torch.isfinite(logits).all()):
+            raise PluginError(f"{who}: the discriminator's logits are not finite")
+    return pair
+
+
+def _run(who: str, kind: str, net: nn.Module, *inputs: Tensor) -> Tensor:
+    try:
+        return net(*inputs)
+    except MetaganError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(
+            f"{who}: the {kind} fails on a batch of {inputs[0].shape[0]}: {cause(exc)}"
+        ) from None
+
+
+def _expect(who: str, kind: str, out, shape: tuple, context: str) -> None:
+    got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    if got != shape:
+        raise PluginError(f"{who}: the {kind} returns {got}, it must return {shape} {context}")

@@ -9,19 +9,21 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from metagan import checkpoint, ops, plugins
+from metagan import checkpoint, memory, ops, plugins
 from metagan.algorithm import Algorithm, check_query
 from metagan.config import Config
 from metagan.data.tasks import ImageCache, TaskSampler, split_classes
-from metagan.errors import ConfigError
+from metagan.errors import ConfigError, MetaganError, PluginError, cause
 from metagan.inner import ENGINES, Engine
-from metagan.models import ArchConfig, check_vmap_safe
+from metagan.models import ArchConfig, check_pair, check_vmap_safe
 
 
 class Session:
     """The objects behind one run, built from a config and the plugin registries."""
 
-    def __init__(self, cfg: Config, registries: plugins.Registries | None = None):
+    def __init__(
+        self, cfg: Config, registries: plugins.Registries | None = None, *, check_memory=True
+    ):
         self.cfg = cfg
         self.registries = registries or plugins.get()
         regs = self.registries
@@ -33,8 +35,13 @@ class Session:
         self.arch_cfg = ArchConfig(
             image_size=cfg.data.image_size, z_dim=cfg.model.z_dim, width=cfg.model.width
         )
+        # sizes that cannot fit are refused before anything is allocated
+        self.footprint = memory.footprint(build, self.arch_cfg)
+        if check_memory:
+            memory.check_training(self.footprint, cfg, self.device)
         torch.manual_seed(cfg.run.seed)  # the initialisation depends on the seed only
-        pair = build(self.arch_cfg)
+        plugin = regs.architectures.entry(cfg.model.arch).plugin
+        pair = check_pair(build, self.arch_cfg, cfg.model.arch, plugin)
         pair.generator.to(self.device)
         pair.discriminator.to(self.device)
         check_vmap_safe(pair.generator, "generator", cfg.model.arch)
@@ -64,13 +71,26 @@ class Session:
     @functools.cached_property
     def dataset(self):
         d = self.cfg.data
-        return self.dataset_cls(root=d.root or None, seed=d.seed)
+        try:
+            return self.dataset_cls(root=d.root or None, seed=d.seed)
+        except MetaganError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the dataset plugin's fault, named
+            raise PluginError(f"{self._dataset_who} failed to open: {cause(exc)}") from None
 
     @functools.cached_property
     def cache(self) -> ImageCache:
         return ImageCache(
-            self.dataset, image_size=self.cfg.data.image_size, invert=self.cfg.data.invert
+            self.dataset,
+            image_size=self.cfg.data.image_size,
+            invert=self.cfg.data.invert,
+            who=self._dataset_who,
         )
+
+    @property
+    def _dataset_who(self) -> str:
+        name = self.cfg.data.dataset
+        return f"dataset {name!r} (plugin {self.registries.datasets.entry(name).plugin!r})"
 
     @functools.cached_property
     def split(self) -> tuple[list[int], list[int]]:

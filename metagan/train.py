@@ -23,9 +23,9 @@ from metagan import checkpoint, distributed
 from metagan.adaptation import adapt_and_sample, memorisation
 from metagan.config import Config
 from metagan.data.images import save_grid
-from metagan.errors import ConfigError, TrainingDiverged
+from metagan.errors import CheckpointError, ConfigError, TrainingDiverged
 from metagan.inner import Noise
-from metagan.io import atomic_write
+from metagan.io import atomic_write, remove_stale_temps
 from metagan.session import Session
 from metagan.tboard import TensorBoard
 
@@ -35,9 +35,19 @@ CHECKPOINT = "checkpoint.pt"
 @dataclass
 class TrainResult:
     step: int
-    checkpoint: Path
+    checkpoint: Path | None  # None: no checkpoint exists (nothing was written)
     grid: Path | None
     metrics: dict
+    applied: int = 0  # meta-steps of this invocation whose update was applied
+    skipped: int = 0  # meta-steps skipped: non-finite meta-gradients or a non-finite update
+    dropped: int = 0  # tasks left out of meta-updates because they went non-finite
+
+    def summary(self) -> str:
+        """One line for the end of a run: what was applied, skipped and dropped."""
+        return (
+            f"meta-steps: {self.applied} applied, {self.skipped} skipped (non-finite); "
+            f"tasks dropped (non-finite): {self.dropped}"
+        )
 
 
 class Trainer:
@@ -73,19 +83,52 @@ class Trainer:
                 "run.cuda_graph is for one process; distributed runs use the eager batched engine "
                 "(set run.cuda_graph = false)"
             )
+        self.saved: Path | None = None  # the checkpoint this run wrote last (None: none yet)
         if ckpt:
+            self._restore(resume, ckpt)
+
+    def _restore(self, path, ckpt: dict) -> None:
+        """Step, optimizer and RNG states from a checkpoint; a missing or bad entry is one line."""
+        try:
             self.step = int(ckpt["step"])
             if "optimizer" in ckpt:
                 self.opt.load_state_dict(ckpt["optimizer"])
+                checkpoint.check_finite(path, _optimizer_tensors(self.opt), "optimizer state")
             self.noise_gen.set_state(ckpt["rng"]["noise"])
             if self.train_tasks is not None:
                 self.train_tasks.load_state_dict(ckpt["rng"]["tasks"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} cannot be resumed: its step, optimizer or RNG entry is missing "
+                f"or damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+            ) from None
+        self.saved = Path(path) if path is not None else None
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, log=print) -> TrainResult:
-        """Meta-train up to ``meta.iterations``; ``log`` gets the header and notices."""
+        """Meta-train to ``meta.iterations``; ``log`` gets the header and notices. A run that
+        fails before writing a checkpoint into an output folder it created removes what it
+        wrote there (config.toml, metrics.jsonl)."""
+        cfg = self.cfg
+        if self.step >= cfg.meta.iterations and self.s.algorithm.trains:
+            where = self.resumed_from or self.out / CHECKPOINT
+            if not self.dist.restarts:
+                raise ConfigError(
+                    f"nothing to do: checkpoint {where} is at step {self.step} and meta.iterations is "
+                    f"{cfg.meta.iterations}; pass --iterations N with N > {self.step} to train on"
+                )
+            log(f"nothing left to do: {where} is at step {self.step} of {cfg.meta.iterations}")
+            return TrainResult(self.step, where if Path(where).is_file() else None, None, {})
+        created = not self.out.exists()
         try:
             return self._run(log)
+        except BaseException:
+            if created and self.saved is None and self.dist.is_main:
+                if self._tb is not None:
+                    self._tb.close()
+                    self._tb = None
+                _remove_run_leftovers(self.out)
+            raise
         finally:
             if self._tb is not None:
                 self._tb.close()
@@ -95,6 +138,8 @@ class Trainer:
         main = self.dist.is_main  # distributed: rank 0 alone logs and writes files
         log = log if main else (lambda line: None)
         self.out.mkdir(parents=True, exist_ok=True)
+        if main:
+            remove_stale_temps(self.out)
         header = s.header()
         for line in header:
             log(line)
@@ -113,7 +158,7 @@ class Trainer:
             log(f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation")
             self._save()
             grid = self.sample_grid()
-            return TrainResult(self.step, self.out / CHECKPOINT, grid, {})
+            return TrainResult(self.step, self.saved, grid, {})
 
         metrics_path = self.out / "metrics.jsonl"
         mode = "a" if self.step > 0 and metrics_path.exists() else "w"
@@ -122,6 +167,7 @@ class Trainer:
         T = cfg.meta.tasks
         B = s.engine.fake_batch(cfg.data.shots)
         skips, last, grid = 0, {}, None
+        applied = skipped = dropped = 0
         bar = tqdm(
             total=cfg.meta.iterations,
             initial=self.step,
@@ -161,14 +207,14 @@ class Trainer:
                     bool(torch.isfinite(g).all()) for g in res.grads.values()
                 )
                 self.step += 1
+                ok = ok and self._apply(res.grads)
                 if ok:
                     skips = 0
-                    for k, p in self.params.items():
-                        p.grad = res.grads[k].detach().to(p.dtype)
-                    self.opt.step()
-                    self.opt.zero_grad(set_to_none=True)
+                    applied += 1
                 else:
                     skips += 1
+                    skipped += 1
+                dropped += res.dropped
                 diverged = skips >= cfg.meta.max_skips
                 tasks_done += T
                 elapsed = time.perf_counter() - t_start
@@ -202,13 +248,20 @@ class Trainer:
                         self._tb.scalars(last)
                 if diverged:
                     bar.close()
+                    kept = (
+                        f"the last good checkpoint {self.saved} is intact"
+                        if self.saved is not None and self.saved.is_file()
+                        else "no checkpoint was written"
+                    )
                     raise TrainingDiverged(
                         f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
-                        f"losses or meta-gradients; the last good checkpoint {self.out / CHECKPOINT} is "
-                        "intact (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
+                        f"losses, meta-gradients or updates ({skipped} skipped, {dropped} tasks dropped "
+                        f"in all); {kept} (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
                     )
-                if ok and (
-                    self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.meta.iterations
+                # the last step is saved even when skipped: the parameters are those of the
+                # last applied update (finite), so nothing of the run is lost
+                if (ok and self.step % cfg.run.checkpoint_every == 0) or (
+                    self.step == cfg.meta.iterations
                 ):
                     self._save()
                 if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
@@ -218,7 +271,27 @@ class Trainer:
             grid is None or cfg.run.sample_every == 0 or self.step % cfg.run.sample_every
         ):
             grid = self.sample_grid()
-        return TrainResult(self.step, self.out / CHECKPOINT, grid, last)
+        return TrainResult(self.step, self.saved, grid, last, applied, skipped, dropped)
+
+    def _apply(self, grads: dict[str, torch.Tensor]) -> bool:
+        """One Adam step with ``grads``; if it leaves any parameter or optimizer state
+        non-finite (e.g. an enormous meta.lr), both are rolled back and False is returned, so
+        the step counts as skipped and no non-finite value is ever saved."""
+        before = {k: p.detach().clone() for k, p in self.params.items()}
+        state = {p: {n: _clone(v) for n, v in st.items()} for p, st in self.opt.state.items()}
+        for k, p in self.params.items():
+            p.grad = grads[k].detach().to(p.dtype)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        tensors = [*self.params.values(), *_optimizer_tensors(self.opt)]
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            return True
+        with torch.no_grad():  # in place: a CUDA graph reads the parameters' storage
+            for k, p in self.params.items():
+                p.copy_(before[k])
+        self.opt.state.clear()
+        self.opt.state.update(state)
+        return False
 
     def _graphed(self, batch, noise):
         """The CUDA graph that replays this run's meta-iterations (captured on the first)."""
@@ -244,7 +317,9 @@ class Trainer:
                 "tasks": self.train_tasks.state_dict() if self.train_tasks is not None else {},
             },
         }
+        checkpoint.check_finite(self.out / CHECKPOINT, state["params"].values(), "parameters")
         checkpoint.save(self.out / CHECKPOINT, state)
+        self.saved = self.out / CHECKPOINT
 
     def sample_grid(self) -> Path | None:
         """Adapt to fixed meta-test classes (meta-train ones when every class trains); one row
@@ -270,3 +345,29 @@ class Trainer:
         if self._tb is not None:
             self._tb.grid(path, self.step)
         return path
+
+
+def _clone(v):
+    return v.clone() if isinstance(v, torch.Tensor) else v
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The floating-point tensors of the optimizer's state (Adam's moments and step counts)."""
+    return [
+        v
+        for st in opt.state.values()
+        for v in st.values()
+        if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]
+
+
+def _remove_run_leftovers(out: Path) -> None:
+    """What a failed run wrote into the output folder it created, and the folder if then empty."""
+    for name in ("config.toml", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    remove_stale_temps(out)
+    for folder in (out / "samples", out):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass

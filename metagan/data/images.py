@@ -10,7 +10,10 @@ on 8-bit grayscale, so an image cache can hold ``uint8`` without losing anything
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,9 +38,23 @@ def check_image_size(size: int) -> int:
 
 
 def to_gray(img: Image.Image) -> Image.Image:
-    """``img`` in mode "L"; transparent pixels become white (the background), not black."""
+    """``img`` in mode "L"; transparent pixels become white (the background), not black.
+
+    16-bit and other high-bit-depth grayscale images are scaled to 8 bits (Pillow's own
+    conversion clips them, which turns a 16-bit drawing white).
+    """
     if img.mode == "L":
         return img
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            full = 65535.0
+        elif img.mode == "F":
+            full = 1.0 if a.size and a.max() <= 1.0 else 255.0
+        else:  # 32-bit integers: 8-, 16- or 32-bit data, judged by the largest value
+            top = a.max() if a.size else 0
+            full = 255.0 if top <= 255 else 65535.0 if top <= 65535 else 4294967295.0
+        return Image.fromarray(np.clip(np.rint(a * (255.0 / full)), 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -182,25 +199,44 @@ def list_image_files(folder: Path) -> list[Path]:
     )
 
 
-def open_image(path: Path) -> Image.Image:
-    """Decode one image file fully, as mode "L"; a DataError names the file if that fails."""
-    try:
-        with Image.open(path) as img:
+def open_image(path: Path | str, data: bytes | None = None) -> Image.Image:
+    """Decode one image file fully, as mode "L"; a DataError names the file if that fails.
+
+    ``data``: the file's bytes when they do not come from ``path`` itself (a zip member; then
+    ``path`` only names it). Images beyond Pillow's pixel limit are refused as possible
+    decompression bombs, before their pixels are decoded.
+    """
+    with _reading(path):
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()
             return to_gray(img).copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read image {str(path)!r}: {cause}") from None
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
-    try:
+    with _reading(path):
         with Image.open(path) as img:
             return img.size
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn every failure to read image ``path`` into a one-line DataError naming it; Pillow's
+    decompression-bomb warning is an error here (never warn and carry on)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"image {str(path)!r} is refused as a possible decompression bomb: {_first(exc)}"
+        ) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read image {str(path)!r}: {cause}") from None
+        raise DataError(f"cannot read image {str(path)!r}: {_first(exc)}") from None
+
+
+def _first(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def check_same_size(files: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> None:

@@ -17,7 +17,14 @@ import torch
 
 from metagan.data.base import ClassDataset
 from metagan.data.images import check_image_size, to_uint8, uint8_to_tensor
-from metagan.errors import CheckpointError, ConfigError, DataError
+from metagan.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MetaganError,
+    PluginError,
+    cause,
+)
 
 
 @dataclass
@@ -145,8 +152,12 @@ class ImageCache:
     glyphs dataset at 64x64 takes ~100 MB instead of ~400 MB as float32.
     """
 
-    def __init__(self, dataset: ClassDataset, *, image_size: int, invert: bool):
+    def __init__(
+        self, dataset: ClassDataset, *, image_size: int, invert: bool, who: str | None = None
+    ):
         self.dataset = dataset
+        # how errors name the dataset's plugin, e.g. "dataset 'mine' (plugin 'my-plugin')"
+        self.who = who or f"dataset {type(dataset).__name__}"
         self.image_size = check_image_size(image_size)
         self.invert = bool(invert)
         self._pixels: dict[int, torch.Tensor] = {}
@@ -156,8 +167,16 @@ class ImageCache:
         index = self.dataset.check_index(index)
         out = self._pixels.get(index)
         if out is None:
-            images = self.dataset.load_class(index)
-            out = torch.from_numpy(to_uint8(images, self.image_size))  # (N, S, S)
+            try:
+                images = self.dataset.load_class(index)
+                out = torch.from_numpy(to_uint8(images, self.image_size))  # (N, S, S)
+            except MetaganError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the dataset plugin's fault, named
+                raise PluginError(
+                    f"{self.who} failed to load class {index} (it must return a list of PIL "
+                    f"images): {cause(exc)}"
+                ) from None
             self._pixels[index] = out
         return out
 

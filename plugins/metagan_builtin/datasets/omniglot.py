@@ -17,7 +17,6 @@ one source is read from the first (background, evaluation, small1, small2 order)
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 from dataclasses import dataclass
@@ -75,6 +74,10 @@ class OmniglotDataset(ClassDataset):
             )
         if not self.root.exists():
             raise DataError(f"Omniglot root {str(self.root)!r} does not exist; {_EXPECTED}")
+        if not (self.root.is_file() or self.root.is_dir()):  # a device, a pipe, a socket
+            raise DataError(
+                f"Omniglot root {str(self.root)!r} is neither a file nor a folder; {_EXPECTED}"
+            )
         self.split = split
         self.sources = self._find_sources(self.root, split)
         self._zips: dict[Path, zipfile.ZipFile] = {}
@@ -171,11 +174,10 @@ class OmniglotDataset(ClassDataset):
         images = []
         for member in files:
             try:
-                with Image.open(io.BytesIO(z.read(member))) as img:
-                    img.load()
-                    images.append(img.convert("L"))
-            except (OSError, zipfile.BadZipFile, SyntaxError, ValueError) as exc:
+                data = z.read(member)
+            except (OSError, zipfile.BadZipFile, ValueError) as exc:
                 raise DataError(f"cannot read {member!r} in {str(source.path)!r}: {exc}") from None
+            images.append(open_image(f"{source.path}:{member}", data))
         return images
 
     def close(self) -> None:
