@@ -156,7 +156,8 @@ CASES = [  # (id, argv, a fragment the one line must contain)
     ("eval-steps-neg", ["eval", "--features", "{root}/f.pt", "--steps", "-1", "--out", "{out}"], "--steps must be an integer >= 0"),
     ("fit-both-sources", [*FIT, "--config", "{flat_toml}", "--out", "{out}/f.pt"], "give --checkpoint or --config, not both"),
     ("fit-model-override", [*FIT, "model.width=8", "--out", "{out}/f.pt"], "fit-features takes only data.* overrides"),
-    ("download-unknown", ["data", "download", "mnist", "--root", "{out}"], "invalid choice: 'mnist'"),
+    ("download-unknown", ["data", "download", "mnist", "--root", "{out}"], "unknown dataset 'mnist'"),
+    ("download-nothing", ["data", "download", "glyphs", "--root", "{out}"], "has nothing to download"),
     # -- checkpoints ---------------------------------------------------------------------------
     ("ckpt-missing", [*UNSEEN[:2], "{root}/none.pt", *UNSEEN[3:]], "does not exist"),
     ("ckpt-corrupt", [*UNSEEN[:2], "{corrupt}", *UNSEEN[3:]], "is corrupt"),
