@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,9 @@ results-small1: install
 
 results-conditional: install
 	BIN=$(BIN) benchmarks/results.sh conditional
+
+results-warp: install
+	BIN=$(BIN) benchmarks/results.sh warp
 
 clean:
 	rm -rf build *.egg-info runs .pytest_cache .ruff_cache

@@ -19,7 +19,9 @@ if __name__ == "__main__":
     p.add_argument("results", nargs="+", type=Path)
     p.add_argument("--adaptation", metavar="META:BASE")
     args = p.parse_args()
-    results = {r.parent.parent.name: json.loads(r.read_text()) for r in args.results}
+    # runs/results/<table>/<fold>/eval/results.json, or docs/results/<table>/<fold>/results.json
+    name = lambda r: r.parent.parent.name if r.parent.name == "eval" else r.parent.name  # noqa: E731
+    results = {name(r): json.loads(r.read_text()) for r in args.results}
     print(combine(results), end="")
     if args.adaptation:
         meta, _, base = args.adaptation.partition(":")
