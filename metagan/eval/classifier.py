@@ -78,13 +78,7 @@ def fit(
 ) -> ConvNet:
     """Train a :class:`ConvNet` on images ``x`` (N, C, H, W) with labels ``y`` (N,) in
     [0, num_classes); ``augment(batch, generator)`` is applied to every minibatch when given.
-    Returns the network in eval mode."""
-    if x.dim() != 4 or y.shape != (x.shape[0],):
-        raise ConfigError(
-            f"fit needs images (N, C, H, W) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    if x.shape[0] == 0:
-        raise ConfigError("fit got no training images")
+    Returns the network in eval mode. Shapes are checked by :class:`MixedFewShotDataset`."""
     return fit_set(MixedFewShotDataset(x, y), num_classes, cfg, augment=augment, dim=dim,
                    progress=progress)  # fmt: skip
 
