@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from metagan import checkpoint
+from metagan.errors import MetaganError
 
 
 def main() -> None:
@@ -23,10 +24,11 @@ def main() -> None:
         "--dest", type=Path, default=Path(__file__).parents[1] / "metagan" / "pretrained"
     )
     args = p.parse_args()
-    ckpt = checkpoint.load(args.source)
-    for key, t in ckpt["params"].items():
-        if not t.isfinite().all():
-            raise SystemExit(f"{args.source}: parameters {key!r} are not finite; not shipping it")
+    try:
+        ckpt = checkpoint.load(args.source)
+        checkpoint.check_finite(args.source, ckpt["params"].values(), "parameters")
+    except MetaganError as exc:
+        raise SystemExit(f"ship_checkpoint: {exc}") from None
     config = dict(ckpt["config"])
     config["data"] = dict(config["data"], root="")  # the trainer's path means nothing elsewhere
     out = args.dest / f"{args.name}.pt"
