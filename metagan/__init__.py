@@ -9,8 +9,7 @@ The public face is :data:`__all__`; everything else lives in submodules (``metag
 ``metagan.algorithm``, ... as docs/plugins.md lists them).
 """
 
-__version__ = "0.1.0"
-
+from metagan._version import __version__
 from metagan.algorithm import MetaConfig  # noqa: E402
 from metagan.api import AdaptedGenerator, FewShotGenerator, load, train  # noqa: E402
 from metagan.config import Config, DataConfig, ModelConfig, RunConfig  # noqa: E402

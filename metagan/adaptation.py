@@ -6,9 +6,9 @@ One room for everything that happens after meta-training:
 * :func:`read_shots`: K image files of one class → a shots tensor ``(1, K, C, H, W)``;
 * :func:`adapt_and_generate` / :func:`adapt_and_sample`: adapt every task's generator to its
   shots through the algorithm's (batched) inner loop, then draw samples;
-* :func:`nearest_shot_distance` / :func:`memorisation`: how close samples stay to their shots.
+* :func:`nearest_shot_distance`: how close samples stay to their shots.
 
-Training (sample grids, the logged memorisation), the ``adapt`` and ``sample`` commands,
+Training's loggers (sample grids, the logged memorisation), the ``adapt`` and ``sample`` commands,
 evaluation and the Python API (:mod:`metagan.api`) all use these; this module imports neither
 training nor evaluation.
 """
@@ -124,23 +124,3 @@ def draw_inner_noise(s: Session, tasks: int, shots: int, steps: int, gen) -> Ten
 def nearest_shot_distance(x: Tensor, shots: Tensor) -> Tensor:
     """Distance from each row of ``x`` (N, F) to its nearest shot (K, F): (N,)."""
     return torch.cdist(x.double(), shots.double()).min(1).values
-
-
-def memorisation(engine, theta_g: Tensor, batch, z: Tensor) -> float | None:
-    """How close the adapted generators' samples stay to their shots, logged at the log steps.
-
-    Median pixel distance from the fakes G_θ'(z) of the meta-batch (theta_g (T, P_G), the
-    algorithm's adapted generators; z (T, B, Z), the outer noise) to their task's nearest
-    support shot, divided by the same for the task's query images. Costs one generator forward,
-    no second adaptation. 0: copies of the shots; about 1: as new as another real drawing.
-    None without query images or when a query image equals a shot.
-    """
-    if batch.query.shape[1] == 0:
-        return None
-    with torch.no_grad():
-        fake = engine.generate(theta_g, z, batch.support)  # (T, B, C, H, W)
-    shots = batch.support.flatten(2)  # (T, K, C*H*W)
-    d_fake = torch.cat([nearest_shot_distance(f, k) for f, k in zip(fake.flatten(2), shots)])
-    d_real = torch.cat([nearest_shot_distance(q, k) for q, k in zip(batch.query.flatten(2), shots)])
-    ref = float(d_real.median())
-    return float(d_fake.median()) / ref if ref > 0 else None

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from metagan import __version__, checkpoint, config, distributed, memory, ops, plugins
+from metagan import checkpoint, config, distributed, memory, ops, plugins
+from metagan._version import __version__
 from metagan.errors import SEED_MAX, ConfigError, DataError, MetaganError
 from metagan.io import check_writable
 

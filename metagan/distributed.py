@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -47,7 +46,6 @@ from metagan.algorithm import Algorithm, MetaResult, select_tasks
 from metagan.config import Config, from_dict
 from metagan.errors import CheckpointError, ConfigError, MetaganError
 from metagan.inner import Engine, Noise
-from metagan.io import atomic_write
 from metagan.session import Session
 
 FAULT_ENV = "METAGAN_FAULT_AT_STEP"  # test-only: the last rank exits at this meta-step, once
@@ -276,30 +274,6 @@ def broadcast_params(ctx: Context, params: dict[str, Tensor]) -> None:
     with torch.no_grad():
         for p in params.values():
             dist.broadcast(p.data, src=0)
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Keep only the metrics lines of steps <= ``step`` (the checkpoint being resumed).
-
-    Lines are written after a step is applied but the checkpoint may be older; the steps after
-    it are redone on resume and write their lines again, so each step appears exactly once. A
-    torn last line (a crash mid-write) is dropped too.
-    """
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    keep = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            break
-        if not isinstance(record, dict) or int(record.get("step", 0)) > step:
-            break
-        keep.append(line)
-    if len(keep) < len(lines):
-        with atomic_write(path, "w") as f:
-            f.write("".join(line + "\n" for line in keep))
 
 
 # -- one meta-step -----------------------------------------------------------------------------

@@ -7,6 +7,11 @@ import, that implements a hook that does not exist (a misspelling), or that rais
 registering is reported with its name, distribution and cause and left out; the other plugins
 keep working. Plugins are disabled by name with ``--disable-plugin NAME`` or
 ``METAGAN_DISABLE_PLUGINS=NAME,NAME``.
+
+metagan's own run loggers (``metagan/loggers/``: the progress bar, ``metrics.jsonl``, the
+memorisation score, TensorBoard, sample grids) are plugins on the lifecycle hooks, listed in
+:data:`DEFAULT_PLUGINS` and loaded through the same guarded walk as the entry points (pytest's
+``default_plugins``), so ``metagan plugins`` lists them and ``--disable-plugin`` turns them off.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 import pluggy
 
 from metagan import hookspecs
-from metagan.errors import PluginError
+from metagan._version import __version__
+from metagan.errors import MetaganError, PluginError, cause
 from metagan.registry import PluginOrigin, Registry
 
 hookimpl = pluggy.HookimplMarker("metagan")
@@ -38,6 +44,26 @@ HOOKS = {
     "metagan_register_algorithms": "algorithms",
     "metagan_register_losses": "losses",
 }
+# the run's lifecycle hooks (hookspecs.py), called by the Trainer through Registries.call
+LIFECYCLE_HOOKS = (
+    "metagan_run_start",
+    "metagan_meta_step_end",
+    "metagan_collect_metrics",
+    "metagan_log_metrics",
+    "metagan_checkpoint_saved",
+    "metagan_make_sample_grid",
+    "metagan_sample_grid",
+    "metagan_run_end",
+)
+ALL_HOOKS = (*HOOKS, *LIFECYCLE_HOOKS)
+# metagan's own lifecycle plugins, by name: loaded like entry points (a module path each)
+DEFAULT_PLUGINS = (
+    ("progress", "metagan.loggers.progress"),
+    ("metrics", "metagan.loggers.metrics"),
+    ("memorisation", "metagan.loggers.memorisation"),
+    ("tensorboard", "metagan.loggers.tensorboard"),
+    ("grids", "metagan.loggers.grids"),
+)
 
 
 @dataclass
@@ -68,6 +94,21 @@ class Registries:
     losses: Registry
     plugins: list[PluginInfo]
     disabled: list[str]
+    pm: pluggy.PluginManager | None = None  # the lifecycle hooks are called through it
+
+    def call(self, hook: str, **kwargs) -> Any:
+        """Call lifecycle hook ``hook`` with keyword arguments; an exception raised inside a
+        plugin becomes a one-line :class:`PluginError` that names the plugin."""
+        if self.pm is None:
+            return None
+        caller = getattr(self.pm.hook, hook)
+        try:
+            return caller(**kwargs)
+        except MetaganError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the plugin's fault, named
+            who = _culprit(caller, exc)
+            raise PluginError(f"plugin {who!r} raised in {hook}: {cause(exc)}") from exc
 
     @property
     def failed(self) -> list[PluginInfo]:
@@ -87,12 +128,14 @@ def load(
     disabled: Iterable[str] = (),
     extra: Iterable[tuple[str, Any]] = (),
     entry_points: bool = True,
+    defaults: bool = True,
 ) -> Registries:
     """Discover, load and run every plugin; return the filled registries.
 
     :param disabled: plugin names to skip (merged with ``$METAGAN_DISABLE_PLUGINS``).
     :param extra: ``(name, plugin_object)`` pairs registered directly (tests, notebooks).
     :param entry_points: read the ``metagan`` entry-point group (off in isolated tests).
+    :param defaults: load metagan's own lifecycle plugins (:data:`DEFAULT_PLUGINS`).
     """
     disabled = sorted(set(disabled) | set(disabled_from_env()))
     refused = sorted(set(disabled) & ESSENTIAL_PLUGINS)
@@ -107,13 +150,16 @@ def load(
     candidates: list[tuple[PluginInfo, Any]] = []
 
     found_names: set[str] = set()
-    if entry_points:
-        for ep in _entry_points():
+    found = _default_entry_points() if defaults else []
+    found += _entry_points() if entry_points else []
+    if found:
+        for ep in found:
             dist = getattr(ep, "dist", None)
+            builtin = ep.group == _DEFAULT_GROUP
             info = PluginInfo(
                 name=ep.name,
-                dist=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
+                dist="metagan" if builtin else dist.metadata["Name"] if dist is not None else None,
+                version=__version__ if builtin else dist.version if dist is not None else None,
                 module=ep.value,
             )
             found_names.add(ep.name)
@@ -152,12 +198,14 @@ def load(
         bad = _unknown_hooks(pm, obj)
         if bad:
             pm.unregister(obj)
-            close = difflib.get_close_matches(bad, list(HOOKS), n=1)
+            close = difflib.get_close_matches(bad, list(ALL_HOOKS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            info.error = f"implements unknown hook {bad!r}{hint}; valid hooks: {', '.join(HOOKS)}"
+            info.error = (
+                f"implements unknown hook {bad!r}{hint}; valid hooks: {', '.join(ALL_HOOKS)}"
+            )
             continue
         info.hooks = sorted(
-            h for h in HOOKS if hasattr(obj, h) and pm.parse_hookimpl_opts(obj, h) is not None
+            h for h in ALL_HOOKS if hasattr(obj, h) and pm.parse_hookimpl_opts(obj, h) is not None
         )
     pm.check_pending()  # everything left must match a spec
 
@@ -168,6 +216,7 @@ def load(
         losses=Registry("loss"),
         plugins=infos,
         disabled=disabled,
+        pm=pm,
     )
     by_name = {i.name: i for i in infos}
     for hook_name, attr in HOOKS.items():
@@ -185,6 +234,9 @@ def load(
                     reg.remove_plugin(info.name)
             finally:
                 registry._origin = PluginOrigin("<direct>")
+    for info, obj in candidates:  # a failed plugin takes no part in runs either
+        if info.error is not None and pm.is_registered(obj):
+            pm.unregister(obj)
     return regs
 
 
@@ -197,13 +249,39 @@ def failure_lines(regs: Registries) -> list[str]:
     ]
 
 
-def _entry_points():
+def _entry_points() -> list:
     return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+_DEFAULT_GROUP = "metagan (built-in)"
+
+
+def _default_entry_points() -> list:
+    """:data:`DEFAULT_PLUGINS` as entry points, so one guarded walk loads them and the rest."""
+    return [
+        importlib.metadata.EntryPoint(name, value, _DEFAULT_GROUP)
+        for name, value in DEFAULT_PLUGINS
+    ]
+
+
+def _culprit(caller, exc: BaseException) -> str:
+    """The plugin whose hook function is on ``exc``'s traceback (the first one, from the top)."""
+    codes = {}
+    for impl in caller.get_hookimpls():
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return codes[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return "?"
 
 
 def _unknown_hooks(pm: pluggy.PluginManager, obj: Any) -> str | None:
     for attr in dir(obj):
-        if attr.startswith("metagan_") and attr not in HOOKS:
+        if attr.startswith("metagan_") and attr not in ALL_HOOKS:
             if pm.parse_hookimpl_opts(obj, attr) is not None:
                 return attr
     return None

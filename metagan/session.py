@@ -111,7 +111,7 @@ class Session:
 
     def header(self) -> list[str]:
         """The log header: versions, plugins and the op backend in use."""
-        from metagan import __version__
+        from metagan._version import __version__
 
         regs = self.registries
         plugs = ", ".join(f"{p.name}-{p.version or '?'}" for p in regs.plugins if p.error is None)

@@ -1,4 +1,4 @@
-"""Meta-training: the outer loop around an algorithm, with logging, grids and checkpoints.
+"""Meta-training: the outer loop around an algorithm, with checkpoints and lifecycle hooks.
 
 Per meta-iteration: draw T tasks and their noise, ask the algorithm for meta-gradients
 (batched over tasks), and let Adam apply them. Tasks that went non-finite are dropped and
@@ -6,28 +6,27 @@ counted; a step whose meta-gradient is non-finite is skipped; ``meta.max_skips``
 skips stop the run with its last good checkpoint untouched. Checkpoints hold the meta-parameters,
 the optimizer and every RNG state, so ``--resume`` continues with exactly the losses the
 uninterrupted run would have had.
+
+Everything else a run does (progress bar, metrics.jsonl, TensorBoard, sample grids, the
+memorisation score) is a plugin on the lifecycle hooks of :mod:`metagan.hookspecs`
+(``metagan/loggers/``); how a meta-step's gradients are computed (plain, CUDA graph,
+distributed) is chosen once (:mod:`metagan.stepping`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from metagan import checkpoint, distributed
-from metagan.adaptation import adapt_and_sample, memorisation
+from metagan import checkpoint, distributed, stepping
 from metagan.config import Config
-from metagan.data.images import save_grid
 from metagan.errors import CheckpointError, ConfigError, TrainingDiverged
 from metagan.inner import Noise
 from metagan.io import atomic_write, remove_stale_temps
 from metagan.session import Session
-from metagan.tboard import TensorBoard
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -76,13 +75,11 @@ class Trainer:
         distributed.broadcast_params(self.dist, self.params)
         self.opt = torch.optim.Adam(self.params.values(), lr=cfg.meta.lr, betas=cfg.meta.betas)
         self.train_tasks = self.s.sampler("train") if self.s.algorithm.trains else None
-        self._tb = None  # run.tensorboard: metagan.tboard.TensorBoard, made by run()
-        self._graph = None  # run.cuda_graph: metagan.graphs.GraphedMetaStep, built on first use
-        if cfg.run.cuda_graph and self.dist.enabled:
-            raise ConfigError(
-                "run.cuda_graph is for one process; distributed runs use the eager batched engine "
-                "(set run.cuda_graph = false)"
-            )
+        # plain, CUDA graph or distributed: chosen once (metagan/stepping.py)
+        self.stepper = stepping.choose(cfg, self.s, self.params, self.dist)
+        self.log = print  # run(log=...) sets it; plugins write through it
+        self.discard = False  # set when a failed run removes what it wrote (run_end hooks)
+        self._stop: str | None = None  # a plugin's request_stop reason
         self.saved: Path | None = None  # the checkpoint this run wrote last (None: none yet)
         if ckpt:
             self._restore(resume, ckpt)
@@ -104,11 +101,28 @@ class Trainer:
             ) from None
         self.saved = Path(path) if path is not None else None
 
+    # -- what plugins see ---------------------------------------------------------------------
+    @property
+    def session(self) -> Session:
+        return self.s
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and writes files (always, outside torchrun)."""
+        return self.dist.is_main
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current meta-step (saved as the last); for plugins."""
+        self._stop = reason
+
+    def _call(self, hook: str, **kwargs):
+        return self.s.registries.call(hook, trainer=self, **kwargs)
+
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, log=print) -> TrainResult:
         """Meta-train to ``meta.iterations``; ``log`` gets the header and notices. A run that
         fails before writing a checkpoint into an output folder it created removes what it
-        wrote there (config.toml, metrics.jsonl)."""
+        wrote there (config.toml and what the plugins wrote: metrics.jsonl)."""
         cfg = self.cfg
         if self.step >= cfg.meta.iterations and self.s.algorithm.trains:
             where = self.resumed_from or self.out / CHECKPOINT
@@ -120,154 +134,112 @@ class Trainer:
             log(f"nothing left to do: {where} is at step {self.step} of {cfg.meta.iterations}")
             return TrainResult(self.step, where if Path(where).is_file() else None, None, {})
         created = not self.out.exists()
+        self.log = log if self.is_main else (lambda line: None)  # rank 0 alone logs
+        started = False
         try:
-            return self._run(log)
-        except BaseException:
-            if created and self.saved is None and self.dist.is_main:
-                if self._tb is not None:
-                    self._tb.close()
-                    self._tb = None
+            self._start()
+            started = True
+            self._call("metagan_run_start")
+            result = self._run()
+        except BaseException as exc:
+            self.discard = created and self.saved is None and self.is_main
+            if started:
+                self._call("metagan_run_end", result=None, error=exc)
+            if self.discard:
                 _remove_run_leftovers(self.out)
             raise
-        finally:
-            if self._tb is not None:
-                self._tb.close()
+        self._call("metagan_run_end", result=result, error=None)
+        return result
 
-    def _run(self, log) -> TrainResult:
-        cfg, s = self.cfg, self.s
-        main = self.dist.is_main  # distributed: rank 0 alone logs and writes files
-        log = log if main else (lambda line: None)
+    def _start(self) -> None:
+        """The output folder, the log header and config.toml."""
+        cfg, log = self.cfg, self.log
         self.out.mkdir(parents=True, exist_ok=True)
-        if main:
+        if self.is_main:
             remove_stale_temps(self.out)
-        header = s.header()
-        for line in header:
+        for line in self.s.header():
             log(line)
         d = self.dist
         if d.enabled:
             log(f"distributed: {d.world_size} processes ({d.backend}) share each meta-batch")
         if d.restarts and self.step:
             log(f"torchrun restart {d.restarts}: resumed {self.resumed_from} at step {self.step}")
-        if main:
+        if self.is_main:
             with atomic_write(self.out / "config.toml", "w") as f:
                 f.write(cfg.to_toml())
-        if cfg.run.tensorboard and main:
-            self._tb = TensorBoard(self.out, start_step=self.step)
-            log(self._tb.header)
+
+    def _run(self) -> TrainResult:
+        cfg, s = self.cfg, self.s
         if not s.algorithm.trains:
-            log(f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation")
+            self.log(
+                f"{cfg.meta.algorithm}: nothing to meta-train; saving the random initialisation"
+            )
             self._save()
             grid = self.sample_grid()
             return TrainResult(self.step, self.saved, grid, {})
-
-        metrics_path = self.out / "metrics.jsonl"
-        mode = "a" if self.step > 0 and metrics_path.exists() else "w"
-        if mode == "a" and main:  # lines of steps after the checkpoint are redone: drop them
-            distributed.truncate_metrics(metrics_path, self.step)
         T = cfg.meta.tasks
         B = s.engine.fake_batch(cfg.data.shots)
         skips, last, grid = 0, {}, None
         applied = skipped = dropped = 0
-        bar = tqdm(
-            total=cfg.meta.iterations,
-            initial=self.step,
-            disable=not (cfg.run.progress and main),
-            unit="it",
-            dynamic_ncols=True,
-        )
-        with open(metrics_path if main else os.devnull, mode) as mf:
-            t_start, tasks_done = time.perf_counter(), 0
-            while self.step < cfg.meta.iterations:
-                batch = self.train_tasks.sample(T)
-                batch = batch.to(s.device)
-                noise = Noise.draw(
-                    cfg.inner.steps,
-                    T,
-                    B,
-                    cfg.model.z_dim,
-                    generator=self.noise_gen,
-                    device=s.device,
+        t_start, tasks_done = time.perf_counter(), 0
+        while self.step < cfg.meta.iterations:
+            batch = self.train_tasks.sample(T).to(s.device)
+            noise = Noise.draw(
+                cfg.inner.steps, T, B, cfg.model.z_dim, generator=self.noise_gen, device=s.device
+            )
+            res = self.stepper(batch, noise, step=self.step + 1)
+            ok = res.grads is not None and all(
+                bool(torch.isfinite(g).all()) for g in res.grads.values()
+            )
+            self.step += 1
+            ok = ok and self._apply(res.grads)
+            if ok:
+                skips = 0
+                applied += 1
+            else:
+                skips += 1
+                skipped += 1
+            dropped += res.dropped
+            diverged = skips >= cfg.meta.max_skips
+            tasks_done += T
+            elapsed = time.perf_counter() - t_start
+            last = {
+                "step": self.step,
+                **{k: round(v, 5) for k, v in res.stats.items()},
+                "dropped_tasks": res.dropped,
+                "skipped": not ok,
+                "tasks_per_s": round(tasks_done / max(elapsed, 1e-9), 2),
+            }
+            self._call("metagan_meta_step_end", result=res, row=dict(last))
+            if diverged or self.step % cfg.run.log_every == 0 or self.step == cfg.meta.iterations:
+                extras = self._call("metagan_collect_metrics", result=res, batch=batch, noise=noise)
+                for extra in extras or []:
+                    last.update(extra or {})
+                self._call("metagan_log_metrics", row=dict(last))
+            if diverged:
+                kept = (
+                    f"the last good checkpoint {self.saved} is intact"
+                    if self.saved is not None and self.saved.is_file()
+                    else "no checkpoint was written"
                 )
-                if self.dist.enabled:  # distributed: this rank's shard of the tasks, all-reduced
-                    res = distributed.step(
-                        self.dist,
-                        s.algorithm,
-                        self.params,
-                        batch,
-                        noise,
-                        s.engine,
-                        step=self.step + 1,
-                        out=self.out,
-                    )
-                elif cfg.run.cuda_graph:
-                    res = self._graphed(batch, noise).step(batch, noise)
-                else:
-                    res = s.algorithm.step(self.params, batch, noise, s.engine)
-                ok = res.grads is not None and all(
-                    bool(torch.isfinite(g).all()) for g in res.grads.values()
+                raise TrainingDiverged(
+                    f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
+                    f"losses, meta-gradients or updates ({skipped} skipped, {dropped} tasks dropped "
+                    f"in all); {kept} (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
                 )
-                self.step += 1
-                ok = ok and self._apply(res.grads)
-                if ok:
-                    skips = 0
-                    applied += 1
-                else:
-                    skips += 1
-                    skipped += 1
-                dropped += res.dropped
-                diverged = skips >= cfg.meta.max_skips
-                tasks_done += T
-                elapsed = time.perf_counter() - t_start
-                last = {
-                    "step": self.step,
-                    **{k: round(v, 5) for k, v in res.stats.items()},
-                    "dropped_tasks": res.dropped,
-                    "skipped": not ok,
-                    "tasks_per_s": round(tasks_done / max(elapsed, 1e-9), 2),
-                }
-                bar.update(1)
-                bar.set_postfix(
-                    {
-                        k: v
-                        for k, v in last.items()
-                        if k in ("loss_d", "loss_g", "inner_loss_d", "tasks_per_s")
-                    }
-                )
-                if (
-                    diverged
-                    or self.step % cfg.run.log_every == 0
-                    or self.step == cfg.meta.iterations
-                ):
-                    if res.theta_g is not None and res.dropped == 0:
-                        memo = memorisation(s.engine, res.theta_g, batch, noise.outer)
-                        if memo is not None:
-                            last["memorisation"] = round(memo, 5)
-                    mf.write(json.dumps(last) + "\n")
-                    mf.flush()
-                    if self._tb is not None:
-                        self._tb.scalars(last)
-                if diverged:
-                    bar.close()
-                    kept = (
-                        f"the last good checkpoint {self.saved} is intact"
-                        if self.saved is not None and self.saved.is_file()
-                        else "no checkpoint was written"
-                    )
-                    raise TrainingDiverged(
-                        f"stopped at step {self.step}: {skips} consecutive meta-steps had non-finite "
-                        f"losses, meta-gradients or updates ({skipped} skipped, {dropped} tasks dropped "
-                        f"in all); {kept} (lower inner.lr_g/lr_d or meta.lr, or set inner.max_grad_norm)"
-                    )
-                # the last step is saved even when skipped: the parameters are those of the
-                # last applied update (finite), so nothing of the run is lost
-                if (ok and self.step % cfg.run.checkpoint_every == 0) or (
-                    self.step == cfg.meta.iterations
-                ):
-                    self._save()
-                if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                    grid = self.sample_grid()
-        bar.close()
-        if self.step == cfg.meta.iterations and (
+            stop = self._stop is not None
+            if stop:
+                self.log(f"stopped at step {self.step}: {self._stop}")
+            # the last step is saved even when skipped: the parameters are those of the
+            # last applied update (finite), so nothing of the run is lost
+            last_step = stop or self.step == cfg.meta.iterations
+            if (ok and self.step % cfg.run.checkpoint_every == 0) or last_step:
+                self._save()
+            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                grid = self.sample_grid()
+            if stop:
+                break
+        if (self.step == cfg.meta.iterations or self._stop is not None) and (
             grid is None or cfg.run.sample_every == 0 or self.step % cfg.run.sample_every
         ):
             grid = self.sample_grid()
@@ -293,16 +265,6 @@ class Trainer:
         self.opt.state.update(state)
         return False
 
-    def _graphed(self, batch, noise):
-        """The CUDA graph that replays this run's meta-iterations (captured on the first)."""
-        if self._graph is None or not self._graph.shapes_match(batch, noise):
-            from metagan.graphs import GraphedMetaStep
-
-            self._graph = GraphedMetaStep(
-                self.s.algorithm, self.s.engine, self.params, batch, noise
-            )
-        return self._graph
-
     # -- outputs -----------------------------------------------------------------------------
     def _save(self) -> None:
         if not self.dist.is_main:
@@ -320,30 +282,14 @@ class Trainer:
         checkpoint.check_finite(self.out / CHECKPOINT, state["params"].values(), "parameters")
         checkpoint.save(self.out / CHECKPOINT, state)
         self.saved = self.out / CHECKPOINT
+        self._call("metagan_checkpoint_saved", path=self.saved)
 
     def sample_grid(self) -> Path | None:
-        """Adapt to fixed meta-test classes (meta-train ones when every class trains); one row
-        per class: its shots, then samples (on rank 0 only; other ranks return None)."""
-        if not self.dist.is_main:
-            return None
-        cfg, s = self.cfg, self.s
-        which = "test" if s.split[1] else "train"
-        test = s.sampler(which, queries=0)
-        classes = s.split[1 if s.split[1] else 0][: cfg.run.sample_classes]
-        batch = test.for_classes(classes, seed=cfg.run.seed).to(s.device)
-        rows = adapt_and_sample(
-            s, self.params, batch.support, cfg.run.sample_num, seed=cfg.run.seed
-        )
-        path = self.out / "samples" / f"step_{self.step:06d}.png"
-        save_grid(
-            [torch.cat([shots, gen]) for shots, gen in zip(batch.support.cpu(), rows)],
-            path,
-            invert=cfg.data.invert,
-            split=batch.support.shape[1],  # a line between each row's shots and its samples
-            labels=[s.dataset.classes[i].name for i in classes],
-        )
-        if self._tb is not None:
-            self._tb.grid(path, self.step)
+        """The sample grid of the current step (the ``grids`` plugin makes it; plugins on
+        ``metagan_sample_grid`` are told); None where no plugin made one (other ranks)."""
+        path = self._call("metagan_make_sample_grid")
+        if path is not None:
+            self._call("metagan_sample_grid", path=path)
         return path
 
 
@@ -363,8 +309,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 def _remove_run_leftovers(out: Path) -> None:
     """What a failed run wrote into the output folder it created, and the folder if then empty."""
-    for name in ("config.toml", "metrics.jsonl"):
-        (out / name).unlink(missing_ok=True)
+    (out / "config.toml").unlink(missing_ok=True)  # the plugins removed theirs (run_end)
     remove_stale_temps(out)
     for folder in (out / "samples", out):
         try:

@@ -23,6 +23,7 @@ from metagan import config, distributed
 from metagan.cli import main
 from metagan.errors import ConfigError
 from metagan.inner import Noise
+from metagan.loggers.metrics import truncate_metrics
 from metagan.session import Session
 
 HERE = Path(__file__).resolve().parent
@@ -165,9 +166,9 @@ def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
         "".join(json.dumps({"step": i, "loss": i / 3}) + "\n" for i in (1, 2, 3))
         + '{"step": 4, "lo'
     )
-    distributed.truncate_metrics(path, 2)
+    truncate_metrics(path, 2)
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2]
-    distributed.truncate_metrics(path, 5)  # nothing past the checkpoint: untouched
+    truncate_metrics(path, 5)  # nothing past the checkpoint: untouched
     assert len(path.read_text().splitlines()) == 2
 
 

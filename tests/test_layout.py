@@ -62,7 +62,9 @@ def _reaches(graph, start: str, prefix: str) -> list[str]:
 def test_training_never_imports_evaluation_or_the_command_line():
     graph = _graph()
     assert "metagan.adaptation" in graph and "metagan.train" in graph
-    for start in ("metagan.train", "metagan.adaptation", "metagan.distributed", "metagan.session"):
+    starts = ("metagan.train", "metagan.adaptation", "metagan.distributed", "metagan.session")
+    starts += ("metagan.stepping", *(m for m in graph if m.startswith("metagan.loggers")))
+    for start in starts:
         for forbidden in ("metagan.eval", "metagan.cli", "metagan.bench"):
             assert _reaches(graph, start, forbidden) == [], (start, forbidden)
 
@@ -85,3 +87,56 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from metagan.eval import metrics\n")
     assert "metagan.eval.metrics" in _imports(src)
+
+
+# The layers, bottom up: a module imports only from its own layer or below (docs/architecture.md).
+CORE = (
+    "metagan._version", "metagan.errors", "metagan.io", "metagan.registry", "metagan.hookspecs",
+    "metagan.plugins", "metagan.config", "metagan.models", "metagan.losses", "metagan.ops",
+    "metagan.memory", "metagan.inner", "metagan.algorithm", "metagan.data", "metagan.checkpoint",
+    "metagan.graphs", "metagan.testing",
+)  # fmt: skip
+
+
+def _in(mod: str, layer) -> bool:
+    return any(mod == m or mod.startswith(m + ".") for m in layer)
+
+
+def test_core_never_imports_session_training_or_the_command_line():
+    graph = _graph()
+    core = [m for m in graph if _in(m, CORE)]
+    assert "metagan.inner" in core and "metagan.ops" in core
+    for start in core:
+        for forbidden in ("metagan.session", "metagan.train", "metagan.cli", "metagan.api"):
+            assert _reaches(graph, start, forbidden) == [], (start, forbidden)
+
+
+def test_nothing_imports_the_package_face():
+    """``metagan/__init__.py`` imports the API and training: importing it from inside the
+    package points back up (``metagan._version`` holds the version for everyone)."""
+    graph = _graph()
+    assert {m for m, deps in graph.items() if "metagan" in deps and m != "metagan"} == set()
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Import cycles found by a depth-first walk (each as the trail that closes it)."""
+    found: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(mod, trail):
+        for dep in sorted(graph.get(mod, ())):
+            if dep in trail:
+                found.append(trail[trail.index(dep) :] + [dep])
+            elif dep in graph and dep not in done:
+                visit(dep, trail + [dep])
+        done.add(mod)
+
+    for mod in sorted(graph):
+        if mod not in done:
+            visit(mod, [mod])
+    return found
+
+
+def test_no_import_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the checker
+    assert _cycles(_graph()) == []

@@ -118,7 +118,7 @@ def test_tensorboard_logs_the_metrics_and_the_sample_grids(tmp_path):
 def test_without_the_tensorboard_package_the_run_says_so_and_goes_on(tmp_path, monkeypatch):
     import sys
 
-    from metagan.tboard import MISSING
+    from metagan.loggers.tensorboard import MISSING
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     lines = _tiny_run(tmp_path, "run.tensorboard=true")

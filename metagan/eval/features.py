@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from metagan import __version__, checkpoint
+from metagan import checkpoint
+from metagan._version import __version__
 from metagan.errors import CheckpointError, DataError
 from metagan.eval.classifier import ConvNet, FitConfig, accuracy, fit
 

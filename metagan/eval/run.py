@@ -419,7 +419,7 @@ def environment() -> dict:
     import datetime
     import platform
 
-    from metagan import __version__
+    from metagan._version import __version__
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -1,4 +1,4 @@
-"""TensorBoard logging of a training run (``run.tensorboard = true``).
+"""The ``tensorboard`` plugin: a training run as TensorBoard events (``run.tensorboard = true``).
 
 Needs the ``tensorboard`` package (``pip install 'metagan[tensorboard]'``). At every log step
 the scalars of ``metrics.jsonl`` (the losses, ``tasks_per_s``, ``dropped_tasks``,
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from metagan.plugins import hookimpl
 
 MISSING = (
     "tensorboard: the tensorboard package is not installed, so no event files are written "
@@ -59,3 +61,33 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+# -- the plugin ----------------------------------------------------------------------------------
+_boards: dict[int, TensorBoard] = {}  # id(trainer) -> its writer, while it runs
+
+
+@hookimpl
+def metagan_run_start(trainer):
+    if trainer.cfg.run.tensorboard and trainer.is_main:
+        tb = _boards[id(trainer)] = TensorBoard(trainer.out, start_step=trainer.step)
+        trainer.log(tb.header)
+
+
+@hookimpl
+def metagan_log_metrics(trainer, row):
+    if id(trainer) in _boards:
+        _boards[id(trainer)].scalars(row)
+
+
+@hookimpl
+def metagan_sample_grid(trainer, path):
+    if id(trainer) in _boards:
+        _boards[id(trainer)].grid(path, trainer.step)
+
+
+@hookimpl
+def metagan_run_end(trainer):
+    tb = _boards.pop(id(trainer), None)
+    if tb is not None:
+        tb.close()
