@@ -10,7 +10,9 @@
 # train.log, train.tar.gz); the work folder is $WORK. OPS=1 adds, at the end, the fused op's
 # own benchmark (BENCHMARKS.md's op table) and the JIT-build check, into bench.log.
 # PEERS=DIR adds the side-by-side peer benchmark (benchmarks/peers.py: learn2learn, higher,
-# metagan's modes, T = 8 and 32, first and second order) into peers.log and peers.jsonl; DIR
+# metagan's modes, T = 8 and 32, first and second order, graph and eager; second order also with
+# meta.meta_gradient = "summed", the peers' own meta-gradient; first order at 64 px too; about
+# 10 minutes at most) into peers.log and peers.jsonl; DIR
 # holds the two peer wheels, made on a machine with the network by
 #     bash benchmarks/install_peers.sh .venv/bin/python .whl/peers
 # and carried over (the GPU machine reaches no index). PEERS_ONLY=1 runs setup and the peers only.
@@ -34,7 +36,12 @@ PY="${PYTHON:-python3}"
 peers() {  # the side-by-side peer benchmark on the GPU (section 4; alone with PEERS_ONLY=1)
   {
     bash benchmarks/install_peers.sh "$PY" "$PEERS" || { echo "PEERS INSTALL FAILED"; return; }
-    timeout 400 "$PY" benchmarks/peers.py --device cuda --tasks 8,32 --rounds 3 --json "$OUT/peers.jsonl"
+    local P=("$PY" benchmarks/peers.py --device cuda --rounds 3 --json "$OUT/peers.jsonl")
+    timeout 60 "$PY" benchmarks/peers.py --device cuda --check   # the same meta-gradients on CUDA
+    timeout 180 "${P[@]}" --order first --tasks 8,32              # peers, sequential, batched, -graph
+    timeout 240 "${P[@]}" --order second --tasks 8,32 \
+      --modes higher,learn2learn,batched,batched-summed,batched-graph-summed  # identical work: -summed
+    timeout 120 "${P[@]}" --order first --tasks 8 --image-size 64 --modes higher,learn2learn,batched,batched-graph
   } > "$OUT/peers.log" 2>&1
 }
 if [ -n "${PEERS_ONLY:-}" ]; then

@@ -10,9 +10,11 @@ against the updated D), the query losses, the meta-gradient and one Adam step on
     sequential   metagan's per-task reference loop (``metagan bench`` mode)
     batched      metagan's batched engine: all tasks at once through torch.func
     batched-graph  (CUDA only) the batched meta-gradients replayed from a CUDA graph
-    batched-sum  (second order, on request) metagan's batched adaptation with the peers' outer
-                 step: ONE backward of L_D + L_G (not metagan's meta-gradient; shows what its
-                 second backward pass costs)
+    MODE-summed  (second order, on request; MODE = batched, sequential or batched-graph)
+                 metagan with ``meta.meta_gradient = "summed"``: the peers' meta-gradient (D's
+                 inner steps on G(z).detach(), ONE backward of L_D + L_G), identical work to
+                 the ``--peer-d-step detach`` peers (``--check`` verifies it)
+    MODE-recompute  (on request, also after -summed) with ``inner.recompute = true``
 
 Order ``first``: metagan's ``fomaml``; learn2learn ``MAML(first_order=True)``; higher
 ``track_higher_grads=False`` with the query gradient taken at the fast weights. Order
@@ -22,9 +24,11 @@ Order ``first``: metagan's ``fomaml``; learn2learn ``MAML(first_order=True)``; h
 The peers are written as their users write them: one ``(L_D + L_G).backward()`` per task on
 the query losses (``--peer-outer separate`` takes the two gradients apart instead, as metagan
 does), G's forward reused between the D and the G step, and inner gradients taken w.r.t. the
-fast weights themselves. In second order the last two differ from metagan's meta-gradient (see
-BENCHMARKS.md); the work per iteration is the same kind. ``--check`` verifies on a small case
-that, first order with ``--peer-outer separate``, both peers give metagan's meta-gradient.
+fast weights themselves. In second order this is not metagan's default meta-gradient (see
+BENCHMARKS.md) but it is its ``summed`` one. ``--check`` verifies on a small case that both
+peers give metagan's meta-gradient: first order with ``--peer-outer separate`` against
+``fomaml``, and second order (``--peer-outer sum``, ``--peer-d-step detach``) against
+``maml`` with ``meta.meta_gradient = "summed"``.
 
 Timing: all modes are built first, each warmed up, then timed in interleaved rounds (one
 iteration of every mode per round, the order rotated each round); the medians are reported.
@@ -49,11 +53,11 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from metagan import plugins
-from metagan.algorithm import rows
 from metagan.bench import (
     Workload,
     _cpu_model,
@@ -65,7 +69,7 @@ from metagan.bench import (
     workload_data,
     workload_pair,
 )
-from metagan.inner import BatchedEngine, InnerConfig
+from metagan.inner import InnerConfig
 
 PEERS = ("higher", "learn2learn")
 ALGORITHM = {"first": "fomaml", "second": "maml"}
@@ -176,36 +180,17 @@ def workload(args, order: str, tasks: int) -> Workload:
     )  # fmt: skip
 
 
-def summed_maml(registries, w: Workload):
-    """``batched-sum``: metagan's batched second-order adaptation with the peers' outer step, one
-    backward of ``mean(L_D) + mean(L_G)`` into both initialisations. Not metagan's meta-gradient
-    (see the module docstring): a row that shows what the second backward pass costs."""
-    pair = workload_pair(registries, w)
-    eng = BatchedEngine(
-        pair, registries.losses.get("nonsaturating"), InnerConfig(steps=w.inner_steps)
-    )
-    batch, noise = workload_data(w)
-    g0, d0 = torch.nn.Parameter(eng.G.init_flat()), torch.nn.Parameter(eng.D.init_flat())
-    opt = torch.optim.Adam([g0, d0], lr=1e-3, betas=(0.5, 0.999))
-    T = w.tasks
-
-    def iteration():
-        ad = eng.adapt(rows(g0, T), rows(d0, T), batch.support, noise.inner,
-                       lr_g=eng.cfg.lr_g, lr_d=eng.cfg.lr_d, track=True, create_graph=True)  # fmt: skip
-        ld, lg = eng.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support)
-        g0.grad, d0.grad = torch.autograd.grad(ld.mean() + lg.mean(), [g0, d0])
-        opt.step()
-
-    return iteration
-
-
 def build(registries, w: Workload, mode: str, order: str, outer: str):
     if mode in PEERS:
         return PeerRun(registries, w, mode, order, outer)
-    if mode == "batched-sum":
-        return summed_maml(registries, w)
-    engine = "sequential" if mode == "sequential" else "batched"
-    return make_iteration(registries, w, engine, graph=mode == "batched-graph")
+    options = {o for o in ("summed", "recompute") if f"-{o}" in mode}
+    base = mode.replace("-summed", "").replace("-recompute", "")
+    if base not in ("batched", "sequential", "batched-graph"):
+        raise SystemExit(f"peers.py: unknown mode {mode!r}")
+    w = replace(w, recompute="recompute" in options,
+                meta_gradient="summed" if "summed" in options else "separate")  # fmt: skip
+    engine = "sequential" if base == "sequential" else "batched"
+    return make_iteration(registries, w, engine, graph=base == "batched-graph")
 
 
 def load() -> str:
@@ -253,24 +238,32 @@ def memory_child(args) -> None:
 
 
 def check(args) -> int:
-    """First order, ``--peer-outer separate``: each peer's meta-gradient equals metagan's."""
+    """Each peer's meta-gradient equals metagan's on identical work: first order with
+    ``--peer-outer separate`` against ``fomaml``; second order with the users' outer step
+    (``sum``) and D step (``detach``) against ``maml`` with ``meta.meta_gradient = "summed"``."""
     registries = plugins.get()
     w = Workload(algorithm="fomaml", tasks=3, arch="dcgan", image_size=28, shots=2, queries=2,
                  inner_steps=2, z_dim=64, width=8, device=args.device)  # fmt: skip
-    ref = make_iteration(registries, w, "batched").meta_gradients()
+    cases = (("first", "separate", "batched", w),
+             ("second", "sum", "batched-summed", replace(w, algorithm="maml")))  # fmt: skip
     bad = 0
-    for peer in PEERS:
-        why = peer_available(peer)
-        if why:
-            print(f"# {why}")
-            continue
-        got = PeerRun(registries, w, peer, "first", "separate").meta_gradients()
-        for k in ("g", "d"):
-            err = (got[k] - ref[k]).abs().max().item() / ref[k].abs().max().item()
-            ok = err < 1e-4
-            bad += not ok
-            print(f"{peer} first order, meta-gradient of {k.upper()}: max rel. difference "
-                  f"{err:.2e} {'ok' if ok else 'MISMATCH'}")  # fmt: skip
+    for order, outer, mode, wo in cases:
+        for engine in (mode, mode.replace("batched", "sequential")):
+            ref = build(registries, wo, engine, order, outer).meta_gradients()
+            for peer in PEERS:
+                why = peer_available(peer)
+                if why:
+                    print(f"# {why}")
+                    continue
+                PeerRun.d_step = "detach"
+                got = PeerRun(registries, wo, peer, order, outer).meta_gradients()
+                for k in ("g", "d"):
+                    err = (got[k] - ref[k]).abs().max().item() / ref[k].abs().max().item()
+                    ok = err < 1e-4
+                    bad += not ok
+                    print(f"{peer} ({order} order, outer {outer}, D step detach) == metagan "
+                          f"{engine}, meta-gradient of {k.upper()}: max rel. difference "
+                          f"{err:.2e} {'ok' if ok else 'MISMATCH'}")  # fmt: skip
     return 1 if bad else 0
 
 
@@ -343,7 +336,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     try:
         for order in args.order:
-            om = [m for m in modes if order == "second" or m != "batched-sum"]
+            om = [m for m in modes if order == "second" or "-summed" not in m]
             for T in args.tasks:
                 w = workload(args, order, T)
                 its = {m: build(registries, w, m, order, args.peer_outer) for m in om}

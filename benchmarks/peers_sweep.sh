@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CPU peer tables of BENCHMARKS.md: benchmarks/peers.py at W (T = 8, both orders, with
 # memory) and how cost grows with T, inner steps and image size, every metagan row beside
-# learn2learn's and higher's, plus the one-backward `batched-sum` rows. One torch thread (see
-# BENCHMARKS.md: on the shared 2-core box two threads stall in OpenMP barriers).
+# learn2learn's and higher's, plus the `-summed` rows (meta.meta_gradient = "summed": the peers'
+# own meta-gradient, identical work). One torch thread (see BENCHMARKS.md: on the shared 2-core
+# box two threads stall in OpenMP barriers).
 # Usage: bash benchmarks/peers_sweep.sh OUT_DIR [PYTHON]; SKIP_W=1 leaves out the W rows.
 set -eu
 OUT="${1:-out/peers}"
@@ -12,7 +13,7 @@ P() { "$PY" benchmarks/peers.py --threads 1 --json "$OUT/peers.jsonl" "$@" | tee
 if [ -z "${SKIP_W:-}" ]; then                                       # W, both orders
   P --tasks 8 --rounds 5 --peer-d-step keep
   P --order second --tasks 8 --rounds 3 --no-memory \
-    --modes higher,learn2learn,sequential,batched,batched-sum
+    --modes higher,learn2learn,sequential,batched,batched-summed
   for m in learn2learn higher; do  # the peers' memory with the usual (detached) D step
     "$PY" benchmarks/peers.py --memory-of $m --order second --tasks 8 --threads 1 | tee -a "$OUT/peers.md"
   done
@@ -22,4 +23,4 @@ P --order first --tasks 8 --inner-steps 1 --rounds 3 --no-memory    # against in
 P --order first --tasks 8 --inner-steps 10 --rounds 3 --no-memory
 P --order first --tasks 8 --image-size 32 --rounds 3 --no-memory    # against image size
 P --order second --tasks 1 --rounds 3 --no-memory \
-  --modes higher,learn2learn,sequential,batched,batched-sum
+  --modes higher,learn2learn,sequential,batched,batched-summed

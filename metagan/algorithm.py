@@ -20,6 +20,8 @@ from torch import Tensor
 from metagan.errors import ConfigError, check_range
 from metagan.inner import Adapted, Engine, InnerConfig, Noise
 
+META_GRADIENTS = ("separate", "summed")
+
 
 @dataclass(frozen=True, kw_only=True)
 class MetaConfig:
@@ -33,6 +35,11 @@ class MetaConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     first_order: bool = False  # metasgd: do not differentiate through the inner gradients
     max_skips: int = 10  # consecutive non-finite meta-steps tolerated before the run stops
+    # Which meta-gradient second-order algorithms (maml, metasgd) compute. "separate": each
+    # player meta-trained on its own query loss (G on L_G, D on L_D), D's inner steps on G(z)
+    # (the seeds'). "summed": what learn2learn/higher users compute, one backward of L_D + L_G
+    # into both initialisations with D's inner steps on G(z).detach() (docs/architecture.md).
+    meta_gradient: str = "separate"
 
     def __post_init__(self):
         for key in ("tasks", "iterations", "max_skips"):
@@ -46,6 +53,11 @@ class MetaConfig:
         check_range("meta.iterations", self.iterations, 1, 10**9, what="an integer")
         check_range("meta.max_skips", self.max_skips, 1, 10**6, what="an integer")
         check_range("meta.lr", self.lr, 0, 1, low_open=True, what="a learning rate")
+        if self.meta_gradient not in META_GRADIENTS:
+            raise ConfigError(
+                f"meta.meta_gradient must be one of {', '.join(META_GRADIENTS)}, "
+                f"got {self.meta_gradient!r}"
+            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"meta.betas must be two numbers in [0, 1), got {list(self.betas)}")
 
@@ -75,8 +87,16 @@ class Algorithm:
     name = "algorithm"
     needs_query = True  # uses the query images for the outer loss
     trains = True  # False: there is nothing to meta-train (the `scratch` baseline)
+    # The values of ``meta.meta_gradient`` this algorithm computes (MetaConfig, META_GRADIENTS).
+    meta_gradient_kinds: tuple[str, ...] = ("separate",)
 
     def __init__(self, *, meta: MetaConfig, inner: InnerConfig):
+        if meta.meta_gradient not in self.meta_gradient_kinds:
+            raise ConfigError(
+                f"algorithm {self.name!r} has no {meta.meta_gradient!r} meta-gradient; "
+                f"meta.meta_gradient may be {', '.join(map(repr, self.meta_gradient_kinds))} "
+                '("summed" is offered by the second-order algorithms maml and metasgd)'
+            )
         self.meta = meta
         self.inner = inner
 
@@ -196,18 +216,22 @@ def differentiate_through_adaptation(
     lr_g: float | Tensor,
     lr_d: float | Tensor,
     create_graph: bool,
+    summed: bool = False,
 ) -> MetaResult:
     """MAML-style meta-gradients: adapt with the updates recorded, then backpropagate the
     query losses to the initialisation (and to tensor learning rates, for Meta-SGD).
 
     D's meta-parameters get the gradient of D's outer loss, G's those of G's outer loss: each
-    player is meta-trained on its own objective, through both players' inner steps.
+    player is meta-trained on its own objective, through both players' inner steps (two
+    backward passes). ``summed`` (``meta.meta_gradient = "summed"``) computes the peers'
+    meta-gradient instead: D's inner steps see ``G(z).detach()`` and ONE backward of
+    ``mean(L_D) + mean(L_G)`` gives every meta-parameter its gradient.
     """
     T = batch.support.shape[0]
     g0, d0 = params["g"], params["d"]
     ad = engine.adapt(
         rows(g0, T), rows(d0, T), batch.support, noise.inner,
-        lr_g=lr_g, lr_d=lr_d, track=True, create_graph=create_graph,
+        lr_g=lr_g, lr_d=lr_d, track=True, create_graph=create_graph, detach_fakes=summed,
     )  # fmt: skip
     ld, lg = engine.outer_losses(ad.theta_g, ad.theta_d, batch.query, noise.outer, batch.support)
     finite = ad.finite & torch.isfinite(ld).detach() & torch.isfinite(lg).detach()
@@ -217,10 +241,16 @@ def differentiate_through_adaptation(
         return MetaResult(None, finite, stats, theta_g=ad.theta_g.detach())
     d_keys = ["d"] + (["lr_d"] if isinstance(lr_d, Tensor) and lr_d.requires_grad else [])
     g_keys = ["g"] + (["lr_g"] if isinstance(lr_g, Tensor) and lr_g.requires_grad else [])
-    gd = torch.autograd.grad(
-        ld.mean(), [params[k] for k in d_keys], retain_graph=True, allow_unused=True
-    )
-    gg = torch.autograd.grad(lg.mean(), [params[k] for k in g_keys], allow_unused=True)
+    if summed:
+        both = torch.autograd.grad(
+            ld.mean() + lg.mean(), [params[k] for k in d_keys + g_keys], allow_unused=True
+        )
+        gd, gg = both[: len(d_keys)], both[len(d_keys) :]
+    else:
+        gd = torch.autograd.grad(
+            ld.mean(), [params[k] for k in d_keys], retain_graph=True, allow_unused=True
+        )
+        gg = torch.autograd.grad(lg.mean(), [params[k] for k in g_keys], allow_unused=True)
     grads = {}
     for keys, gs in ((d_keys, gd), (g_keys, gg)):
         for k, g in zip(keys, gs):

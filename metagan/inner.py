@@ -20,6 +20,9 @@ as their condition, ``G(z, x)`` and ``D(·, x)``, in every loss, the outer (quer
 ``track=True`` keeps the updates differentiable w.r.t. the initial parameters and the
 learning rates (MAML, Meta-SGD); ``create_graph=True`` also differentiates through the inner
 gradients (second order). With ``track=False`` nothing is recorded for autograd.
+``detach_fakes=True`` gives the D step ``G(z).detach()``, as the usual GAN loop (and a
+learn2learn/higher user) does: same values, but no derivative of D's step w.r.t. θ_G
+(``meta.meta_gradient = "summed"``).
 """
 
 from __future__ import annotations
@@ -214,6 +217,7 @@ class BatchedEngine(Engine):
         track: bool = False,
         create_graph: bool = False,
         steps: int | None = None,
+        detach_fakes: bool = False,
     ) -> Adapted:
         steps = noise.shape[0] if steps is None else steps
         if not track:
@@ -225,16 +229,19 @@ class BatchedEngine(Engine):
             for s in range(steps):
                 if recompute:
                     out = _recomputed_step(self, theta_g, theta_d, state_g, state_d, support,
-                                           noise[s], lr_g, lr_d, s + 1)  # fmt: skip
+                                           noise[s], lr_g, lr_d, s + 1, detach_fakes)  # fmt: skip
                 else:
                     out = self._step(theta_g, theta_d, state_g, state_d, support, noise[s],
-                                     lr_g, lr_d, s + 1, create_graph)  # fmt: skip
+                                     lr_g, lr_d, s + 1, create_graph, detach_fakes)  # fmt: skip
                 theta_g, theta_d, state_g, state_d, ld, lg = out
                 losses_d.append(ld)
                 losses_g.append(lg)
         return Adapted(theta_g, theta_d, _stack(losses_d, theta_g), _stack(losses_g, theta_g))
 
-    def _step(self, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step, create_graph):
+    def _step(
+        self, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step, create_graph,
+        detach_fakes=False,
+    ):  # fmt: skip
         """One alternating inner step of all tasks: D, then G against the updated D."""
         kw = self.step_kwargs()
         # G runs once per step: its output feeds the D step, and its recorded graph gives the G
@@ -246,7 +253,8 @@ class BatchedEngine(Engine):
             fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
         fake_in = fake if keep else fake.detach()
         td = theta_d if create_graph else theta_d.detach()
-        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_in, cond)
+        fake_d = fake.detach() if detach_fakes else fake_in  # what D's step sees
+        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_d, cond)
         theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d or None, step=step, **kw)
         td = theta_d if create_graph else theta_d.detach()
         dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td, z, cond)
@@ -327,7 +335,9 @@ class SequentialEngine(Engine):
             out[name] = new.view(p.shape)
         return out, new_states
 
-    def _adapt_one(self, tg, td, support, noise, lr_g, lr_d, track, create_graph, steps):
+    def _adapt_one(
+        self, tg, td, support, noise, lr_g, lr_d, track, create_graph, steps, detach_fakes
+    ):
         pg, pd = self.G.spec.unflatten(tg), self.D.spec.unflatten(td)
         cond = (support,) if self.conditional else ()  # the task's own shots (K, C, H, W)
         st_g, st_d, lds, lgs = {}, {}, [], []
@@ -337,7 +347,8 @@ class SequentialEngine(Engine):
             fake = self._apply(
                 self.G, _leaves(pg, create_graph) if create_graph else _detached(pg), cond
             )(z)
-            ld = self.d_objective(self._apply(self.D, leaves_d, cond), support, fake)
+            fake_d = fake.detach() if detach_fakes else fake
+            ld = self.d_objective(self._apply(self.D, leaves_d, cond), support, fake_d)
             gd = torch.autograd.grad(ld, list(leaves_d.values()), create_graph=create_graph)
             pd, st_d = self._update(self.D, pd if track else _detached(pd), gd, lr_d, st_d, s + 1)
             leaves_g = _leaves(pg, create_graph)
@@ -363,6 +374,7 @@ class SequentialEngine(Engine):
         track=False,
         create_graph=False,
         steps=None,
+        detach_fakes=False,
     ) -> Adapted:
         steps = noise.shape[0] if steps is None else steps
         if not track:
@@ -382,6 +394,7 @@ class SequentialEngine(Engine):
                     track,
                     create_graph,
                     steps,
+                    detach_fakes,
                 )
                 if not track:
                     fg, fd = fg.detach(), fd.detach()
@@ -461,7 +474,9 @@ class _RecomputedStep(torch.autograd.Function):
         return (None, *[next(it) if x.requires_grad else None for x in inputs])
 
 
-def _recomputed_step(engine, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step):
+def _recomputed_step(
+    engine, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step, detach_fakes
+):
     """:meth:`BatchedEngine._step` (second order) through :class:`_RecomputedStep`: tensors that
     may carry the meta-graph (parameters, optimizer state, tensor learning rates) are inputs."""
     keys_g, keys_d = sorted(state_g), sorted(state_d)
@@ -474,7 +489,7 @@ def _recomputed_step(engine, theta_g, theta_d, state_g, state_d, support, z, lr_
         lg_ = next(it) if isinstance(lr_g, Tensor) else lr_g
         ld_ = next(it) if isinstance(lr_d, Tensor) else lr_d
         ng, nd, nsg, nsd, lossd, lossg = engine._step(
-            tg, td, sg, sd, support, z, lg_, ld_, step, create_graph
+            tg, td, sg, sd, support, z, lg_, ld_, step, create_graph, detach_fakes
         )
         return (
             ng,

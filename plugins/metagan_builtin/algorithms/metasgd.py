@@ -12,6 +12,7 @@ class MetaSGD(Algorithm):
     """Meta-SGD: learned per-parameter inner learning rates (α for G, β for D)."""
 
     name = "metasgd"
+    meta_gradient_kinds = ("separate", "summed")
 
     def extra_parameters(self, theta_g, theta_d):
         return {
@@ -26,4 +27,5 @@ class MetaSGD(Algorithm):
         return differentiate_through_adaptation(
             params, batch, noise, engine,
             lr_g=params["lr_g"], lr_d=params["lr_d"], create_graph=not self.meta.first_order,
+            summed=self.meta.meta_gradient == "summed",
         )  # fmt: skip
