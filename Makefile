@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,9 @@ results-conditional: install
 
 results-warp: install
 	BIN=$(BIN) benchmarks/results.sh warp
+
+results-free: install
+	BIN=$(BIN) JOBS=1 benchmarks/results.sh free eval
 
 clean:
 	rm -rf build *.egg-info runs .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the tables of docs/results.md.
-#   benchmarks/results.sh glyphs|small1|conditional|warp [train|eval|all]   (default: all)
+#   benchmarks/results.sh glyphs|small1|conditional|warp|free [train|eval|all]   (default: all)
 # train: meta-train every entry (configs/results.toml, or configs/conditional.toml for the
 #        `conditional` table; small1 and conditional: one run per held-out alphabet); runs
 #        that already reached their last iteration are kept.
@@ -10,7 +10,7 @@
 # limits the warp table to some held-out alphabets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional|warp [train|eval|all]}
+WHICH=${1:?usage: benchmarks/results.sh glyphs|small1|conditional|warp|free [train|eval|all]}
 PHASE=${2:-all}
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/results}
@@ -45,7 +45,13 @@ case $WHICH in
   warp)   FOLDS=${FOLDS:-$SMALL1_FOLDS}; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
           ALGOS=${ALGOS:-"warp+fomaml warp+finetune warp+scratch"}
           EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --steps 5 --curve-steps 20 --num 32 --augment-k 5 --augment-num 64 --bootstrap 50"} ;;
-  *) echo "results.sh: unknown table $WHICH; use glyphs, small1, conditional or warp" >&2; exit 2 ;;
+  # the free rows alone (no GAN): affine, elastic, stroke and their composition, on the fly
+  # and as samples, strengths and mix ratio chosen on validation classes, k = 1 and 5; the
+  # candidates are cut to what fits a loaded 2-core CPU (one classifier-steps candidate)
+  free)   FOLDS=${FOLDS:-$SMALL1_FOLDS}; CONFIG=configs/warp.toml; data() { small1_fold "$1"; }
+          ALGOS=${ALGOS:-}
+          EVAL_ARGS=${EVAL_ARGS:-"--shots 1 5 --num 32 --augment-k 1 5 --augment-num 64 --augment-steps 200 --mix 0.25 0.5 --bootstrap 50 --reference shots affine elastic stroke affine+elastic+stroke"} ;;
+  *) echo "results.sh: unknown table $WHICH; use glyphs, small1, conditional, warp or free" >&2; exit 2 ;;
 esac
 
 train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan+fomaml)
@@ -61,7 +67,7 @@ train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan
 ITERS=$(sed -n 's/^iterations = \([0-9]*\).*/\1/p' "$CONFIG")
 export -f train_one data small1_fold; export OUT WHICH BIN SMALL1 ITERS CONFIG
 
-if [ "$PHASE" = train ] || [ "$PHASE" = all ]; then
+if { [ "$PHASE" = train ] || [ "$PHASE" = all ]; } && [ -n "$ALGOS" ]; then
   mkdir -p "$OUT/$WHICH"
   for f in $FOLDS; do mkdir -p "$OUT/$WHICH/$f"; for a in $ALGOS; do echo "$f $a"; done; done \
     | xargs -P "$JOBS" -n 2 bash -c 'train_one "$0" "$1"'
@@ -70,8 +76,12 @@ fi
 eval_one() {  # fold
   local d="$OUT/$WHICH/$1" gens="" a
   if [ -f "$d/eval/results.json" ] && [ -z "${FORCE:-}" ]; then echo "kept $d/eval (FORCE=1 redoes it)"; return 0; fi
-  local first=${ALGOS%% *}
-  [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/$first/checkpoint.pt" \
+  local first=${ALGOS%% *} from
+  # the data config: the first entry's checkpoint, or (no GAN) the table's config and fold
+  if [ -n "$first" ]; then from="--checkpoint $d/$first/checkpoint.pt"; else from="--config $CONFIG $(data "$1")"; fi
+  mkdir -p "$d"
+  # shellcheck disable=SC2086
+  [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features $from \
     --steps 800 --out "$d/features.pt" > "$d/features.log" 2>&1 || { echo "FAILED: $d/features.pt" >&2; return 1; }
   for a in $ALGOS; do gens="$gens --generator $a=$d/$a/checkpoint.pt"; done
   # shellcheck disable=SC2086
@@ -79,7 +89,7 @@ eval_one() {  # fold
     --out "$d/eval" > "$d/eval.log" 2>&1 || { echo "FAILED: $d/eval (see $d/eval.log)" >&2; return 1; }
   echo "evaluated $d: $d/eval/table.md"
 }
-export -f eval_one; export ALGOS EVAL_ARGS FORCE
+export -f eval_one; export ALGOS EVAL_ARGS FORCE CONFIG
 
 if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
   n=$(echo $FOLDS | wc -w)

@@ -17,6 +17,7 @@ from metagan.errors import MetaganError  # noqa: E402
 from metagan.fewshot import MixedBatchSampler, MixedFewShotDataset  # noqa: E402
 from metagan.inner import InnerConfig  # noqa: E402
 from metagan.train import TrainResult  # noqa: E402
+from metagan.transforms import Jitter  # noqa: E402
 
 __all__ = [
     "AdaptedGenerator",
@@ -24,6 +25,7 @@ __all__ = [
     "DataConfig",
     "FewShotGenerator",
     "InnerConfig",
+    "Jitter",
     "MetaConfig",
     "MetaganError",
     "MixedBatchSampler",

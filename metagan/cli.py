@@ -257,8 +257,15 @@ def _add_eval_parser(sub) -> None:
         help="a checkpoint to evaluate (repeatable); NAME defaults to its algorithm",
     )  # fmt: skip
     e.add_argument(
-        "--reference", nargs="*", default=["shots", "affine"], choices=["shots", "affine"],
-        help="reference rows that need no GAN (default: shots affine)",
+        "--reference", nargs="*", default=["shots", "affine", "elastic", "stroke",
+        "affine+elastic+stroke"], metavar="ROW",
+        help="rows that need no GAN: shots, and free rows affine, elastic, stroke or a "
+        "'+'-joined composition (default: shots affine elastic stroke affine+elastic+stroke)",
+    )  # fmt: skip
+    e.add_argument(
+        "--strength", action="append", default=[], metavar="PART=S[,S...]",
+        help="candidate strengths of a free part, chosen on validation classes (defaults: "
+        "affine=0.5,1,1.5 elastic=1,2,3 stroke=0.5,1; units in docs/results.md)",
     )  # fmt: skip
     e.add_argument(
         "--shots", type=_positive("--shots"), nargs="+", default=[1, 5], metavar="K",
@@ -275,7 +282,7 @@ def _add_eval_parser(sub) -> None:
     )  # fmt: skip
     e.add_argument("--num", type=_positive("--num"), default=32, help="samples per class")
     e.add_argument(
-        "--augment-k", type=_positive("--augment-k"), nargs="*", default=[5, 10, 15], metavar="k",
+        "--augment-k", type=_positive("--augment-k"), nargs="*", default=[1, 5], metavar="k",
         help="real images per class in the augmentation protocol (none: skip it)",
     )  # fmt: skip
     e.add_argument(
@@ -591,11 +598,10 @@ def cmd_fit_features(args, regs) -> int:
 
 def cmd_eval(args, regs) -> int:
     from metagan import pretrained
-    from metagan.eval import features, report
-    from metagan.eval.affine import AffineJitter, background_of
+    from metagan.eval import features, free, report
     from metagan.eval.classifier import FitConfig
     from metagan.eval.run import EvalConfig, evaluate
-    from metagan.eval.sources import AffineSource, CheckpointSource, ShotsSource
+    from metagan.eval.sources import CheckpointSource, FreeSource, ShotsSource
 
     for flag in ("features", "out"):
         if getattr(args, flag) is None:
@@ -608,16 +614,11 @@ def cmd_eval(args, regs) -> int:
         augment_num=args.augment_num, classifier=FitConfig(steps=args.classifier_steps),
         augment_mix=tuple(args.mix), augment_steps=tuple(args.augment_steps),
         val_classes=args.val_classes, bootstrap=args.bootstrap, classes=args.classes,
-        seed=args.seed,
+        seed=args.seed, strengths=free.CANDIDATES | free.parse_strengths(args.strength),
     )  # fmt: skip
-    sources = []
-    for ref in dict.fromkeys(args.reference):
-        if ref == "shots":
-            sources.append(ShotsSource())
-        else:
-            sources.append(
-                AffineSource(AffineJitter(background=background_of(feats.data["invert"])))
-            )
+    bg = free.background_of(feats.data["invert"])
+    sources = [ShotsSource() if ref == "shots" else FreeSource(ref, bg)
+               for ref in dict.fromkeys(args.reference)]  # fmt: skip
     for item in args.generator:
         name, sep, path = item.rpartition("=")
         sources.append(

@@ -21,7 +21,8 @@ SCRATCH = ["--algorithm", "scratch", "model.width=8", "model.z_dim=16", "inner.l
 EVAL = ["--classes", "6", "--shots", "1", "3", "--steps", "6", "--num", "8", "--augment-k", "3",
         "--augment-num", "4", "--classifier-steps", "30", "--bootstrap", "5",
         "--augment-steps", "20", "30", "--mix", "0.25", "0.5", "--val-classes", "4",
-        "--curve-steps", "10"]  # fmt: skip
+        "--curve-steps", "10", "--reference", "shots", "affine", "elastic+stroke",
+        "--strength", "affine=0.5,1", "--strength", "elastic=1,2", "--strength", "stroke=0.5"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_shots_memorise_and_affine_does_not(run):
     for K in ("1", "3"):
         rows = run["res"]["shots"][K]["rows"]
         assert rows["shots"]["memorisation"] < 1e-4  # the same images, embedded in other batches
-        assert 0.6 < rows["affine"]["memorisation"] < 1.5
+        assert 0.2 < rows["affine"]["memorisation"] < 1.5  # at the strength chosen (0.5 or 1)
         # the copies are perfectly faithful to the class as the judge sees it... as faithful
         # as the class's own drawings: the judge is trained on those, never on the shots
         assert rows["shots"]["fidelity"] >= rows["random"]["fidelity"]
@@ -87,24 +88,36 @@ def test_outputs_and_table(run):
     assert (out / "curves.png").stat().st_size > 1000
     table = (out / "table.md").read_text()
     assert "| shots | 0 |" in table and "| affine | 0 |" in table and "| random | 6 |" in table
+    assert "| elastic+stroke | 0 |" in table
     assert "Not better than `affine`" in table and "random" in table.split("Not better")[1]
     aug = res["augment"]["3"]
-    for arm in ("real", "real+affine"):
-        assert 0.0 <= aug[arm] <= 1.0
+    assert 0.0 <= aug["real"] <= 1.0
+    assert set(aug["onthefly"]) == {"affine", "elastic+stroke"}
+    # every free row is also a sample row beside the generator, at the chosen mix ratio
+    assert list(aug["rows"]) == ["affine samples", "elastic+stroke samples", "random"]
+    assert [r["free"] for r in aug["rows"].values()] == [True, True, False]
+    ref = aug["reference"]
+    assert ref["row"] == aug["choice"]["reference"]
+    acc = aug["onthefly"].get(ref["row"], aug["rows"].get(ref["row"], {}).get("accuracy"))
+    assert ref["accuracy"] == acc
     row = aug["rows"]["random"]
-    assert row["gain"] == pytest.approx(row["real+gen+affine"] - aug["real+affine"])
+    assert row["gain"] == pytest.approx(row["accuracy"] - ref["accuracy"])
     assert aug["test_images"] == 6 * (20 - 3)
     assert len(res["classes"]) == 6 and res["steps"] == 6
     # the curves go on to step 10 (sparsely after S = 6); the rows stay at step 6
     assert sorted(map(int, res["shots"]["3"]["curves"]["random"])) == [0, 1, 2, 3, 4, 5, 6, 7, 10]
     row, curve6 = res["shots"]["3"]["rows"]["random"], res["shots"]["3"]["curves"]["random"]["6"]
     assert row["step"] == 6 and row["fid"] == curve6["fid"]
-    # `affine` used as a generator is a row of the protocol beside every GAN
-    assert list(aug["rows"]) == ["affine", "random"]
-    assert "| real + affine samples + affine |" in table
+    # the main table's free rows use the strengths chosen for the protocol (k = 3 is nearest)
+    chosen = aug["choice"]["strengths"]
+    for K in ("1", "3"):
+        assert res["shots"][K]["rows"]["elastic+stroke"]["strengths"] == {
+            "elastic": chosen["elastic"], "stroke": chosen["stroke"]}  # fmt: skip
+    assert "| real + elastic+stroke samples + best free on the fly |" in table
+    assert "| **gain of random** (vs the reference) |" in table
 
 
-def test_mix_ratio_and_steps_are_chosen_on_meta_train_classes(run):
+def test_free_choices_are_made_on_meta_train_classes(run):
     res = run["res"]
     aug = res["augment"]["3"]
     choice = aug["choice"]
@@ -113,19 +126,30 @@ def test_mix_ratio_and_steps_are_chosen_on_meta_train_classes(run):
     f = F.load(run["features"])
     assert len(val["classes"]) == 4 and set(val["classes"]) <= set(f.train_classes)
     assert not set(val["classes"]) & set(f.test_classes)
-    # the rule, recomputed from the raw validation accuracies: best real + affine steps (ties:
-    # fewer), then the ratio with the best mean real + generated + affine over the rows
-    steps = {int(n): a for n, a in val["real+affine"].items()}
-    assert set(steps) == {20, 30}
-    assert choice["classifier_steps"] == max(steps, key=lambda n: (steps[n], -n))
-    means = {float(r): sum(v.values()) / len(v) for r, v in val["real+gen+affine"].items()}
-    assert set(means) == {0.25, 0.5}
-    assert all(set(v) == {"affine", "random"} for v in val["real+gen+affine"].values())
-    assert choice["mix"] == max(means, key=lambda r: (means[r], -r))
-    # and the meta-test arms used that choice
+
+    def best(scores, order):  # highest; ties to the earliest in order
+        return max(order, key=lambda key: (scores[key], -list(order).index(key)))
+
+    # every rule, recomputed from the raw validation accuracies in results.json
+    steps = {int(n): a for n, a in val["steps"].items()}
+    assert set(steps) == {20, 30} and choice["classifier_steps"] == best(steps, [20, 30])
+    strength = {p: {float(s): a for s, a in v.items()} for p, v in val["strength"].items()}
+    assert {p: sorted(v) for p, v in strength.items()} == {
+        "affine": [0.5, 1.0], "elastic": [1.0, 2.0], "stroke": [0.5]}  # fmt: skip
+    for part, v in strength.items():
+        assert choice["strengths"][part] == best(v, sorted(v))
+    # a one-part row's on-the-fly number is its part's at the chosen strength
+    assert val["onthefly"]["affine"] == strength["affine"][choice["strengths"]["affine"]]
+    assert choice["onthefly"] == best(val["onthefly"], ["affine", "elastic+stroke"])
+    means = {float(m): sum(v.values()) / len(v) for m, v in val["samples"].items()}
+    assert set(means) == {0.25, 0.5} and choice["mix"] == best(means, [0.25, 0.5])
+    m = str(choice["mix"])
+    free = val["onthefly"] | {r: a for r, a in val["samples"][m].items() if r.endswith("samples")}
+    assert val["free"] == free and choice["reference"] == best(free, list(free))
+    # and the meta-test arms used those choices
     assert aug["mix"] == choice["mix"] and aug["classifier_steps"] == choice["classifier_steps"]
     table = (run["out"] / "table.md").read_text()
-    assert f"k = 3: mix {choice['mix']}, {choice['classifier_steps']} steps" in table
+    assert f"| {choice['onthefly']} | {choice['mix']} | {choice['classifier_steps']} |" in table
 
 
 def test_combined_table_averages_evaluations(run):
@@ -135,31 +159,37 @@ def test_combined_table_averages_evaluations(run):
     other = json.loads(json.dumps(res))
     for row in other["shots"]["3"]["rows"].values():
         row["fid"] += 2.0
+    other["augment"]["3"]["real"] += 0.1
     table = combine({"a": res, "b": other})
     fid = res["shots"]["3"]["rows"]["random"]["fid"]
     # two evaluations 2 apart: mean + 1, t(1) interval 12.706 * sd(=sqrt 2) / sqrt 2
     assert f"| random | {fid + 1:.3f} ± 12.706 |" in table.split("K = 3")[1]
     fid1 = res["shots"]["1"]["rows"]["random"]["fid"]
     assert f"| random | {fid1:.3f} ± 0.000 |" in table.split("K = 3")[0]
+    real = res["augment"]["3"]["real"]
+    assert f"| real only | {real + 0.05:.3f} ± {12.706 * 0.05:.3f} |" in table
 
 
-def test_combined_table_counts_wins_against_affine(run):
+def test_combined_table_counts_wins_against_the_best_free_row(run):
     from metagan.eval.report import combine
 
     res = run["res"]
-    better = json.loads(json.dumps(res))  # in "b", the GAN beats affine on FID and fidelity
-    rows = better["shots"]["3"]["rows"]
-    rows["random"]["fid"] = rows["affine"]["fid"] / 2
-    rows["random"]["fidelity"] = rows["affine"]["fidelity"] + 0.1
+    better = json.loads(json.dumps(res))  # in "b", the GAN beats the reference everywhere
+    aug = better["augment"]["3"]
+    aug["rows"]["random"]["gain"] = 0.05
+    ref = aug["reference"]["row"].removesuffix(" samples")
+    for K in ("1", "3"):
+        rows = better["shots"][K]["rows"]
+        rows["random"]["fidelity"] = rows[ref]["fidelity"] + 0.1
     table = combine({"a": res, "b": better})
-    part = table.split("Against `affine`, per evaluation (K = 3; of 2)")[1].strip().splitlines()
-    assert part[0] == "| row | FID < affine | fidelity > affine | gain > 0 (k = 3) |"
-    # in "a" (the real run) the random generator loses to affine on FID and fidelity
-    a = res["shots"]["3"]["rows"]
-    assert a["random"]["fid"] > a["affine"]["fid"]
-    assert a["random"]["fidelity"] < a["affine"]["fidelity"]
-    gains = 2 * int(res["augment"]["3"]["rows"]["random"]["gain"] > 0)  # same in both
-    assert part[2] == f"| random | 1 | 1 | {gains} |"
+    part = table.split("Against the best free row, per evaluation (of 2)")[1].strip().splitlines()
+    assert part[0] == ("| row | gain > 0 (k = 3) | fidelity ≥ reference's (K = 1) | "
+                       "fidelity ≥ reference's (K = 3) |")  # fmt: skip
+    a = res["shots"]
+    wins = [int(a[K]["rows"]["random"]["fidelity"] >= a[K]["rows"][ref]["fidelity"]) + 1
+            for K in ("1", "3")]  # fmt: skip
+    gains = int(res["augment"]["3"]["rows"]["random"]["gain"] > 0) + 1
+    assert part[2] == f"| random | {gains} | {wins[0]} | {wins[1]} |"
 
 
 def test_eval_is_reproducible(run, tmp_path):
@@ -167,7 +197,14 @@ def test_eval_is_reproducible(run, tmp_path):
     assert main(["eval", "--features", str(run["features"]), "--generator",
                  f"random={run['ckpt']}", *EVAL, "--augment-k", "--out", str(out)]) == 0  # fmt: skip
     again = json.loads((out / "results.json").read_text())
-    assert again["shots"] == run["res"]["shots"]
+    for K, entry in run["res"]["shots"].items():
+        other = again["shots"][K]
+        assert other["floor"] == entry["floor"]
+        for row in ("shots", "random"):
+            assert other["rows"][row] == entry["rows"][row]
+            assert other["curves"][row] == entry["curves"][row]
+        # without the protocol nothing is chosen: the free rows use the default strengths
+        assert other["rows"]["elastic+stroke"]["strengths"] == {"elastic": 2.0, "stroke": 0.5}
 
 
 def _one_line_error(capsys, argv, match):
@@ -188,6 +225,12 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys):
                     "--classes 99 is out of range")  # fmt: skip
     _one_line_error(capsys, ["eval", "--features", feats, "--shots", "19", "--out", str(out)],
                     "needs at least 21")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--reference", "affine+blur",
+                             "--out", str(out)], "unknown free reference 'affine+blur'")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--strength", "elastic=9",
+                             "--out", str(out)], "elastic strength must be")  # fmt: skip
+    _one_line_error(capsys, ["eval", "--features", feats, "--reference", "shots",
+                             "--out", str(out)], "best free row")  # fmt: skip
     # a generator whose meta-test classes are not the extractor's
     other = tmp_path / "other"
     from conftest import SMALL1

@@ -9,7 +9,6 @@ import torch
 
 from metagan.errors import ConfigError
 from metagan.eval import metrics as M
-from metagan.eval.affine import AffineJitter
 from metagan.eval.classifier import FitConfig, accuracy, fit
 
 
@@ -108,30 +107,6 @@ def test_metric_inputs_are_checked():
         M.fid(torch.zeros(5, 3), torch.zeros(5, 4))
     with pytest.raises(ConfigError, match="at least 4"):
         M.prdc(torch.randn(3, 2), torch.randn(10, 2), k=3)
-
-
-def test_affine_identity_and_background():
-    x = torch.rand(3, 1, 28, 28) * 2 - 1
-    ident = AffineJitter(degrees=0, scale=(1.0, 1.0), shift_px_at_28=0)
-    torch.testing.assert_close(ident(x, torch.Generator().manual_seed(0)), x, atol=1e-5, rtol=0)
-    # an all-paper page stays all paper whatever the transform: uncovered area is paper, not 0
-    for bg in (-1.0, 1.0):
-        page = torch.full((4, 1, 28, 28), bg)
-        out = AffineJitter(background=bg)(page, torch.Generator().manual_seed(1))
-        torch.testing.assert_close(out, page)
-
-
-def test_affine_shift_moves_a_dot_by_at_most_two_pixels():
-    x = torch.full((200, 1, 28, 28), -1.0)
-    x[:, 0, 14, 14] = 1.0  # one bright dot in the middle
-    out = AffineJitter(degrees=0, scale=(1.0, 1.0))(x, torch.Generator().manual_seed(2))
-    rows = torch.arange(28.0)
-    mass = (out + 1).clamp(min=0)[:, 0]  # (N, 28, 28)
-    total = mass.sum((1, 2))
-    cy = (mass.sum(2) * rows).sum(1) / total
-    cx = (mass.sum(1) * rows).sum(1) / total
-    assert (cy - 14).abs().max() <= 2.0 + 1e-4 and (cx - 14).abs().max() <= 2.0 + 1e-4
-    assert (cy - 14).abs().max() > 1.0  # and it does move (uniform in ±2 px)
 
 
 def test_classifier_learns_a_separable_problem():

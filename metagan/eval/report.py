@@ -94,7 +94,9 @@ def markdown(res: dict) -> str:
         beat = _verdict(entry)
         if beat:
             lines.append("\n" + beat)
-    if res["augment"]:
+    if res["augment"] and _is_free_protocol(res["augment"]):
+        lines += free_protocol({"": res})
+    elif res["augment"]:  # evaluations made before the free rows (2026-12-03)
         lines += ["", "### Few-shot classification with generated data (test accuracy)", ""]
         ks = list(res["augment"])
         lines.append("| arm | " + " | ".join(f"k = {k}" for k in ks) + " |")
@@ -233,6 +235,10 @@ def combine(results: dict[str, dict]) -> str:
             )
             cells.append(_fmt(*floor))
             lines.append("| " + " | ".join(cells) + " |")
+    if first["augment"] and _is_free_protocol(first["augment"]):
+        lines += free_protocol(results)
+        lines += against_reference(results)
+        return "\n".join(lines) + "\n"
     if first["augment"]:
         ks = list(first["augment"])
         lines += ["", "### Few-shot classification (test accuracy)", ""]
@@ -347,4 +353,82 @@ def against_affine(results: dict[str, dict]) -> list[str]:
                 augs = [results[n]["augment"][k]["rows"].get(g) for n in names]
                 cells.append(str(sum(a is not None and a["gain"] > 0 for a in augs)))
             out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _is_free_protocol(aug: dict) -> bool:
+    return all("reference" in a for a in aug.values())
+
+
+def free_protocol(results: dict[str, dict]) -> list[str]:
+    """The augmentation protocol with free rows (one evaluation, or the mean ± 95% interval
+    over several): real only, every free row on the fly, every sample row, each sample row's
+    gain over the best free row on validation, and per evaluation what was chosen there."""
+    from metagan.eval.metrics import mean_ci
+
+    names = list(results)
+    first = results[names[0]]["augment"]
+    ks = list(first)
+    one = len(names) == 1
+    lines = ["", "### Few-shot classification: free rows and generated samples (test accuracy)",
+             "", "| arm | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]  # fmt: skip
+
+    def row(label, get):
+        out = []
+        for k in ks:
+            vals = [get(results[n]["augment"][k]) for n in names]
+            out.append(_fmt(vals[0]) if one else _fmt(*mean_ci(vals)))
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
+
+    row("real only", lambda a: a["real"])
+    for name in first[ks[0]]["onthefly"]:
+        row(f"real + {name} (on the fly)", lambda a, n=name: a["onthefly"][n])
+    for name in first[ks[0]]["rows"]:
+        row(f"real + {name} + best free on the fly", lambda a, n=name: a["rows"][n]["accuracy"])
+    row("**best free row on validation** (the reference)", lambda a: a["reference"]["accuracy"])
+    for name in first[ks[0]]["rows"]:
+        if not first[ks[0]]["rows"][name]["free"]:
+            row(f"**gain of {name}** (vs the reference)", lambda a, n=name: a["rows"][n]["gain"])
+    lines += ["", "Chosen on validation classes of the meta-train side (per evaluation and k): "
+              "strengths, the on-the-fly transform of the sample rows, the mix ratio, the "
+              "classifier steps, and the reference (the best free row there).", ""]  # fmt: skip
+    lines += ["| evaluation | k | strengths | on the fly | mix | steps | reference |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for n in names:
+        for k, a in results[n]["augment"].items():
+            c = a["choice"]
+            st = ", ".join(f"{p} {v}" for p, v in c["strengths"].items())
+            lines.append(f"| {n or '–'} | {k} | {st} | {c['onthefly']} | {c['mix']} | "
+                         f"{c['classifier_steps']} | {c['reference']} |")  # fmt: skip
+    return lines
+
+
+def against_reference(results: dict[str, dict]) -> list[str]:
+    """Per generator and k: in how many evaluations its samples beat the best free row on
+    validation (gain > 0), and per K whether its class fidelity reaches that free row's."""
+    names = list(results)
+    first = results[names[0]]
+    ks = list(first["augment"])
+    gens = [g for g, r in first["augment"][ks[0]]["rows"].items() if not r["free"]]
+    if not gens:
+        return []
+    Ks = list(first["shots"])
+    head = ["row", *[f"gain > 0 (k = {k})" for k in ks],
+            *[f"fidelity ≥ reference's (K = {K})" for K in Ks]]  # fmt: skip
+    out = ["", f"### Against the best free row, per evaluation (of {len(names)})", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for g in gens:
+        cells = [g]
+        for k in ks:
+            cells.append(str(sum(results[n]["augment"][k]["rows"][g]["gain"] > 0 for n in names)))
+        for K in Ks:
+            wins = 0
+            for n in names:  # the reference's free row at the k nearest K (its strengths)
+                aug = results[n]["augment"]
+                k = min(aug, key=lambda k: (abs(int(k) - int(K)), int(k)))
+                ref = aug[k]["reference"]["row"].removesuffix(" samples")
+                rows = results[n]["shots"][K]["rows"]
+                wins += rows[g]["fidelity"] >= rows[ref]["fidelity"]
+            cells.append(str(wins))
+        out.append("| " + " | ".join(cells) + " |")
     return out

@@ -3,8 +3,10 @@
 For every meta-test class and every K: the first K images of a seeded permutation are the
 shots, the rest of the class is what samples are scored against (never the shots). Every source
 (see :mod:`metagan.eval.sources`) turns the shots into samples; GAN sources are scored after
-every adaptation step. Then the augmentation protocol (DAGAN/F2GAN, with the affine arm they
-lack) trains one classifier per arm on k real images per class and tests on the rest.
+every adaptation step. Then the augmentation protocol (DAGAN/F2GAN, with the free arms they
+lack) trains one classifier per arm on k real images per class and tests on the rest: every
+free row (:mod:`metagan.eval.free`) on the fly and as samples, every generator's samples, each
+judged against the best free row on validation classes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from torch import Tensor
 
 from metagan import config
 from metagan.errors import ConfigError, DataError
+from metagan.eval import free
 from metagan.eval import metrics as M
-from metagan.eval.affine import AffineJitter, background_of
 from metagan.eval.classifier import FitConfig, accuracy, embed, fit, fit_set, predict
 from metagan.eval.features import Features
-from metagan.eval.sources import AffineSource, CheckpointSource, ShotsSource, Source
+from metagan.eval.sources import CheckpointSource, FreeSource, ShotsSource, Source
 from metagan.fewshot import MixedFewShotDataset, check_mix
+from metagan.transforms import Jitter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,13 +37,14 @@ class EvalConfig:
     # and the augmentation protocol use step S.
     curve_steps: int | None = None
     num: int = 32  # samples per class
-    augment_k: tuple[int, ...] = (5, 10, 15)  # real images per class in the augmentation protocol
+    augment_k: tuple[int, ...] = (1, 5)  # real images per class in the augmentation protocol
     augment_num: int = 64  # generated images per class there (512 in the F2GAN protocol)
-    # Candidate mix ratios (share of each classifier batch drawn from generated images) and
-    # classifier steps of the augmentation arms; one of each is chosen on validation classes
-    # from the meta-train side (never the meta-test classes) and applied to every row.
+    # Candidate mix ratios (share of each classifier batch drawn from generated images),
+    # classifier steps of the augmentation arms and strengths of each free part; one of each
+    # is chosen on validation classes from the meta-train side (never the meta-test classes).
     augment_mix: tuple[float, ...] = (0.1, 0.25, 0.5)
     augment_steps: tuple[int, ...] = (200, 400)
+    strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(free.CANDIDATES))
     val_classes: int = 20  # meta-train classes the choice is made on
     classifier: FitConfig = field(default_factory=lambda: FitConfig(steps=400))
     bootstrap: int = 100  # class resamples for the FID confidence intervals
@@ -72,6 +76,7 @@ class EvalConfig:
         for v in (*self.augment_steps, self.val_classes):
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
                 raise ConfigError(f"augment_steps and val_classes must be integers >= 2, got {v!r}")
+        free.check_candidates(self.strengths)
 
 
 @dataclass
@@ -238,8 +243,8 @@ def evaluate(
             f"needs at least {need} (K shots plus 2 to score against); lower --shots/--augment-k"
         )
     net = features.net
-    bg = background_of(bool(features.data["invert"]))
-    jitter = AffineJitter(background=bg)
+    bg = free.background_of(bool(features.data["invert"]))
+    free_rows = [s for s in sources if isinstance(s, FreeSource)]
     T = len(classes.names)
     log(f"eval: {T} meta-test classes, rows {', '.join(names)}, S = {steps} adaptation steps")
     result = {
@@ -256,6 +261,19 @@ def evaluate(
         "shots": {},
         "augment": {},
     }
+    # the choices come first (on validation classes of the meta-train side): the free rows of
+    # the main table use the strengths chosen for the protocol's k nearest their K
+    choices = {}
+    if cfg.augment_k:
+        if not free_rows:
+            raise ConfigError(
+                "the augmentation protocol judges every row against the best free row: keep at "
+                "least one free --reference (affine, elastic, stroke, ...), or skip the protocol "
+                "with --augment-k and no value"
+            )
+        val = validation_classes(session, cfg.val_classes, cfg.seed)
+        for k in cfg.augment_k:
+            choices[k] = choose_protocol(val, free_rows, gans, k, steps, cfg, bg, log=log)
     for K in cfg.shots:
         shots, real = classes.split(K)  # (T, K, C, H, W); per class (N_c - K, C, H, W)
         real_f = [embed(net, x) for x in real]
@@ -271,7 +289,10 @@ def evaluate(
             "curves": {},
         }
         log(f"K={K}: real-vs-real FID floor {entry['floor']['fid']:.3f}")
+        strengths = _strengths_for(K, choices)
         for src in sources:
+            if isinstance(src, FreeSource):
+                src = src.at(strengths)
             per_step = src.samples(shots, cfg.num, steps=curve_points(steps, cfg.curve_steps),
                                    seed=cfg.seed)  # fmt: skip
             row_step = steps if steps in per_step else max(per_step)  # references: step 0
@@ -285,54 +306,66 @@ def evaluate(
                 curve[step] = m
             entry["curves"][src.name] = curve
             entry["rows"][src.name] = curve[row_step] | {"step": row_step}
+            if isinstance(src, FreeSource):
+                entry["rows"][src.name]["strengths"] = src.strengths
             r = entry["rows"][src.name]
             log(
                 f"K={K} {src.name:<10} FID {r['fid']:.3f}  fidelity {r['fidelity']:.3f}  "
                 f"memorisation {r['memorisation']:.3f}  diversity {r['diversity']:.3f}"
             )
         result["shots"][K] = entry
-    if cfg.augment_k:
-        # the rows of the protocol: every GAN, and `affine` used as a generator (jittered copies
-        # of the shots, added at the same mix ratio): the free reference for "adding images"
-        rows = [AffineSource(jitter), *gans]
-        val = validation_classes(session, cfg.val_classes, cfg.seed)
-        for k in cfg.augment_k:
-            choice = choose_protocol(val, rows, k, steps, cfg, jitter, log=log)
-            result["augment"][k] = augmentation(
-                classes, rows, k, steps, cfg, jitter, mix=choice["mix"],
-                classifier_steps=choice["classifier_steps"], log=log,
-            ) | {"choice": choice}  # fmt: skip
+    for k, choice in choices.items():
+        result["augment"][k] = augmentation(classes, free_rows, gans, k, steps, cfg, bg,
+                                            choice, log=log) | {"choice": choice}  # fmt: skip
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _strengths_for(K: int, choices: dict) -> dict[str, float]:
+    """The free strengths the main table uses at K shots: those chosen for the protocol's k
+    nearest K (ties: the smaller k), or the defaults when there is no protocol."""
+    if not choices:
+        return dict(free.DEFAULT)
+    k = min(choices, key=lambda k: (abs(k - K), k))
+    return choices[k]["strengths"]
 
 
 @dataclass
 class _Protocol:
     """One augmentation protocol's data: k real images per class, the rest to test on, and
-    each row's generated images (adapted from the same k shots)."""
+    each sample row's generated images (made from the same k shots)."""
 
     x_real: Tensor  # (T * k, C, H, W)
     y_real: Tensor  # (T * k,)
     x_test: Tensor
     y_test: Tensor
-    generated: dict[str, tuple[Tensor, Tensor, int]]  # row -> images, labels, failed classes
+    shots: Tensor  # (T, k, C, H, W)
+    generated: dict[str, tuple[Tensor, Tensor, int]] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, classes: ClassData, rows: list[Source], k: int, steps: int, num: int, seed: int):
+    def make(cls, classes: ClassData, k: int):
         shots, rest = classes.split(k)  # (T, k, C, H, W); per class the test images
         T = shots.shape[0]
-        generated = {}
-        for g in rows:
-            smp = g.samples(shots, num, steps=[steps], seed=seed)
-            smp = smp[steps] if steps in smp else smp[0]  # reference rows do not adapt
-            labels = torch.arange(T).repeat_interleave(num)
-            generated[g.name] = (smp.images.flatten(0, 1), labels, int(smp.failed.sum()))
         return cls(
             shots.flatten(0, 1), torch.arange(T).repeat_interleave(k), torch.cat(rest),
-            torch.cat([torch.full((x.shape[0],), c) for c, x in enumerate(rest)]), generated,
+            torch.cat([torch.full((x.shape[0],), c) for c, x in enumerate(rest)]), shots,
         )  # fmt: skip
 
-    def accuracy(self, row: str | None, mix: float, fc: FitConfig, jitter) -> float:
+    def generate(self, rows: list[Source], steps: int, num: int, seed: int, *, suffix: str = ""):
+        """Add ``num`` samples per class of every row (adapted from the k shots), named
+        ``row.name + suffix``."""
+        T = self.shots.shape[0]
+        for g in rows:
+            smp = g.samples(self.shots, num, steps=[steps], seed=seed)
+            smp = smp[steps] if steps in smp else smp[0]  # reference rows do not adapt
+            labels = torch.arange(T).repeat_interleave(num)
+            self.generated[g.name + suffix] = (
+                smp.images.flatten(0, 1),
+                labels,
+                int(smp.failed.sum()),
+            )
+
+    def accuracy(self, row: str | None, mix: float, fc: FitConfig, jitter: Jitter | None) -> float:
         """Test accuracy of one classifier: real images (plus ``row``'s generated ones at
         ``mix``), trained with ``jitter`` applied to every batch when given."""
         x_gen, y_gen = self.generated[row][:2] if row is not None else (None, None)
@@ -342,75 +375,131 @@ class _Protocol:
         return accuracy(net, self.x_test, self.y_test)
 
 
+SAMPLES = " samples"  # a free row used as a generator: "affine samples"
+
+
+def _best(scores: dict, order) -> object:
+    """The key with the highest score; ties go to the first in ``order``."""
+    order = list(order)
+    return max(order, key=lambda key: (scores[key], -order.index(key)))
+
+
 def choose_protocol(
     val: ClassData,
-    rows: list[Source],
+    free_rows: list[FreeSource],
+    gans: list[Source],
     k: int,
     steps: int,
     cfg: EvalConfig,
-    jitter: AffineJitter,
+    background: float,
     *,
     log=print,
 ) -> dict:
-    """Choose the classifier's steps and the mix ratio on validation (meta-train) classes:
-    the steps that give real + affine the best accuracy, then the ratio that gives
-    real + generated + affine the best accuracy averaged over every row. Ties go to fewer
-    steps and to the smaller ratio."""
-    p = _Protocol.make(val, rows, k, steps, cfg.augment_num, cfg.seed)
+    """Every choice of the protocol, made on validation (meta-train) classes, in this order:
+
+    1. the classifier's steps: best real + (first free row at its default strengths);
+    2. each free part's strength: best real + that part alone on the fly;
+    3. the on-the-fly free transform every sample row is trained with: the free row (at the
+       chosen strengths) with the best real + row on the fly;
+    4. the mix ratio: best mean over every sample row (free rows as samples, generators) of
+       real + samples + that on-the-fly transform;
+    5. the reference: the best free row on validation, on the fly or as samples.
+
+    Ties go to fewer steps, the smaller strength, the earlier row and the smaller ratio."""
+    p = _Protocol.make(val, k)
     fc = dataclasses.replace(cfg.classifier, seed=cfg.seed)
-    by_steps = {n: p.accuracy(None, 0.0, dataclasses.replace(fc, steps=n), jitter)
-                for n in sorted(cfg.augment_steps)}  # fmt: skip
-    best_steps = max(by_steps, key=lambda n: (by_steps[n], -n))
+    first = free_rows[0]
+    candidates = sorted(cfg.augment_steps)
+    if len(candidates) == 1:  # nothing to choose: no classifier to train
+        by_steps, best_steps = {}, candidates[0]
+    else:
+        by_steps = {n: p.accuracy(None, 0.0, dataclasses.replace(fc, steps=n), first.jitter)
+                    for n in candidates}  # fmt: skip
+        best_steps = _best(by_steps, candidates)
     fc = dataclasses.replace(fc, steps=best_steps)
-    by_mix = {r: {g.name: p.accuracy(g.name, r, fc, jitter) for g in rows}
-              for r in sorted(cfg.augment_mix)}  # fmt: skip
-    mean = {r: sum(v.values()) / len(v) for r, v in by_mix.items()}
-    best_mix = max(mean, key=lambda r: (mean[r], -r))
+    parts = list(dict.fromkeys(part for row in free_rows for part in row.parts))
+    by_strength = {}
+    for part in parts:
+        cands = sorted(cfg.strengths[part])
+        by_strength[part] = {
+            s: p.accuracy(None, 0.0, fc, Jitter(**{part: s}, background=background)) for s in cands
+        }
+    strengths = dict(free.DEFAULT) | {part: _best(v, sorted(v)) for part, v in by_strength.items()}
+    rows = [r.at(strengths) for r in free_rows]
+    onthefly = {}
+    for r in rows:  # a single part at its chosen strength was measured in step 2
+        onthefly[r.name] = (by_strength[r.parts[0]][strengths[r.parts[0]]]
+                            if len(r.parts) == 1 else p.accuracy(None, 0.0, fc, r.jitter))  # fmt: skip
+    fly = _best(onthefly, [r.name for r in rows])
+    fly_jitter = next(r.jitter for r in rows if r.name == fly)
+    p.generate(rows, steps, cfg.augment_num, cfg.seed, suffix=SAMPLES)
+    p.generate(gans, steps, cfg.augment_num, cfg.seed)
+    by_mix = {m: {name: p.accuracy(name, m, fc, fly_jitter) for name in p.generated}
+              for m in sorted(cfg.augment_mix)}  # fmt: skip
+    mean = {m: sum(v.values()) / len(v) for m, v in by_mix.items()}
+    best_mix = _best(mean, sorted(mean))
+    free_scores = onthefly | {r.name + SAMPLES: by_mix[best_mix][r.name + SAMPLES] for r in rows}
+    reference = _best(free_scores, free_scores)
     log(
         f"augment k={k}: on {len(val.names)} validation classes (meta-train side) chose "
-        f"{best_steps} classifier steps (real + affine {by_steps[best_steps]:.3f}) and mix "
-        f"ratio {best_mix} (mean real + generated + affine {mean[best_mix]:.3f})"
+        f"{best_steps} classifier steps, strengths {strengths}, {fly} on the fly "
+        f"({onthefly[fly]:.3f}), mix ratio {best_mix}; best free row {reference} "
+        f"({free_scores[reference]:.3f})"
     )
     return {
         "classifier_steps": best_steps,
+        "strengths": strengths,
+        "onthefly": fly,
         "mix": best_mix,
-        "validation": {"classes": val.names, "real+affine": by_steps, "real+gen+affine": by_mix},
+        "reference": reference,
+        "validation": {
+            "classes": val.names,
+            "steps": by_steps,
+            "strength": by_strength,
+            "onthefly": onthefly,
+            "samples": by_mix,
+            "free": free_scores,
+        },
     }
 
 
 def augmentation(
     classes: ClassData,
-    rows: list[Source],
+    free_rows: list[FreeSource],
+    gans: list[Source],
     k: int,
     steps: int,
     cfg: EvalConfig,
-    jitter: AffineJitter,
+    background: float,
+    choice: dict,
     *,
-    mix: float,
-    classifier_steps: int,
     log=print,
 ) -> dict:
-    """The four-arm few-shot classification protocol for k real images per class, each row's
-    generated images drawn at ``mix`` of every classifier batch."""
-    p = _Protocol.make(classes, rows, k, steps, cfg.augment_num, cfg.seed)
-    fc = dataclasses.replace(cfg.classifier, seed=cfg.seed, steps=classifier_steps)
-    out = {
-        "real": p.accuracy(None, 0.0, fc, None),
-        "real+affine": p.accuracy(None, 0.0, fc, jitter),
-    }
-    out |= {"mix": mix, "classifier_steps": classifier_steps, "rows": {}}
-    log(f"augment k={k}: real only {out['real']:.3f}, real + affine {out['real+affine']:.3f}")
-    for g in rows:
-        row = {"real+gen": p.accuracy(g.name, mix, fc, None),
-               "real+gen+affine": p.accuracy(g.name, mix, fc, jitter)}  # fmt: skip
-        row["gain"] = row["real+gen+affine"] - out["real+affine"]
-        row["failed_classes"] = p.generated[g.name][2]
-        out["rows"][g.name] = row
-        log(
-            f"augment k={k} {g.name}: real + gen {row['real+gen']:.3f}, "
-            f"real + gen + affine {row['real+gen+affine']:.3f} (gain {row['gain']:+.3f})"
-        )
-    out["test_images"] = int(p.x_test.shape[0])
+    """The protocol on the meta-test classes with k real images per class, at the choices made
+    on validation: real only; every free row on the fly; every sample row (free rows as
+    samples, generators) drawn at the mix ratio, trained with the chosen on-the-fly transform.
+    Each row's gain is over the reference (the best free row on validation)."""
+    p = _Protocol.make(classes, k)
+    fc = dataclasses.replace(cfg.classifier, seed=cfg.seed, steps=choice["classifier_steps"])
+    rows = [r.at(choice["strengths"]) for r in free_rows]
+    fly_jitter = next(r.jitter for r in rows if r.name == choice["onthefly"])
+    out = {"real": p.accuracy(None, 0.0, fc, None), "onthefly": {}, "rows": {}}
+    for r in rows:
+        out["onthefly"][r.name] = p.accuracy(None, 0.0, fc, r.jitter)
+    log(f"augment k={k}: real only {out['real']:.3f}, on the fly {out['onthefly']}")
+    p.generate(rows, steps, cfg.augment_num, cfg.seed, suffix=SAMPLES)
+    p.generate(gans, steps, cfg.augment_num, cfg.seed)
+    for name, (_, _, failed) in p.generated.items():
+        out["rows"][name] = {"accuracy": p.accuracy(name, choice["mix"], fc, fly_jitter),
+                             "free": name.endswith(SAMPLES), "failed_classes": failed}  # fmt: skip
+    ref = choice["reference"]
+    ref_acc = out["onthefly"][ref] if ref in out["onthefly"] else out["rows"][ref]["accuracy"]
+    out["reference"] = {"row": ref, "accuracy": ref_acc}
+    for name, row in out["rows"].items():
+        row["gain"] = row["accuracy"] - ref_acc
+        log(f"augment k={k} {name}: {row['accuracy']:.3f} (gain over {ref} {row['gain']:+.3f})")
+    out |= {"mix": choice["mix"], "classifier_steps": choice["classifier_steps"],
+            "test_images": int(p.x_test.shape[0])}  # fmt: skip
     return out
 
 
@@ -443,8 +532,8 @@ def _describe(src: Source) -> dict:
         c = src.cfg
         return {"checkpoint": str(src.path), "algorithm": c.meta.algorithm, "arch": c.model.arch,
                 "meta_iterations": src.step, "inner": dataclasses.asdict(c.inner)}  # fmt: skip
-    if isinstance(src, AffineSource):
-        return {"reference": "affine", **_jsonable(dataclasses.asdict(src.jitter))}
+    if isinstance(src, FreeSource):
+        return {"reference": "free", "parts": list(src.parts)}
     if isinstance(src, ShotsSource):
         return {"reference": "shots"}
     return {}

@@ -3,8 +3,9 @@
 A *source* turns every meta-test class's K shots into ``num`` samples. GAN sources adapt a
 checkpoint (all classes at once, through the batched inner loop) and give samples after every
 adaptation step 0..S, so "fast adaptation" can be measured; the two reference sources need no
-GAN: ``shots`` repeats the shots (the memoriser) and ``affine`` jitters them (classic
-augmentation). A GAN that does not beat ``affine`` adds nothing a user could not get for free.
+GAN: ``shots`` repeats the shots (the memoriser) and the free rows (:mod:`metagan.eval.free`:
+``affine``, ``elastic``, ``stroke`` and their compositions) jitter them. A GAN that does not
+beat the best free row adds nothing a user could not get for free.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from metagan import checkpoint
 from metagan.adaptation import adapt_and_generate, load_session
-from metagan.eval.affine import AffineJitter
+from metagan.eval import free
 from metagan.inner import Noise
 
 
@@ -48,13 +49,20 @@ class ShotsSource(Source):
         return {0: Samples(shots[:, idx].clone(), torch.zeros(shots.shape[0], dtype=torch.bool))}
 
 
-class AffineSource(Source):
-    """Random affine jitter of the shots (rotation ±10°, scale 0.9-1.1, shift ±2 px at 28 px)."""
+class FreeSource(Source):
+    """A free row: random transforms of the shots (:mod:`metagan.eval.free`), e.g. ``affine``
+    (rotation ±10°, scale 0.9-1.1, shift ±2 px at 28 px at strength 1) or
+    ``affine+elastic+stroke``, at the given strengths of its parts."""
 
-    name = "affine"
+    def __init__(self, name: str, background: float, strengths: dict[str, float] | None = None):
+        self.name, self.background = name, background
+        self.parts = free.parts(name)
+        self.strengths = {p: (strengths or free.DEFAULT)[p] for p in self.parts}
+        self.jitter = free.jitter(name, self.strengths, background)
 
-    def __init__(self, jitter: AffineJitter):
-        self.jitter = jitter
+    def at(self, strengths: dict[str, float]) -> FreeSource:
+        """The same row at other strengths."""
+        return FreeSource(self.name, self.background, strengths)
 
     def samples(self, shots, num, *, steps, seed):
         gen = torch.Generator().manual_seed(seed)
