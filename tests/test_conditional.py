@@ -255,3 +255,43 @@ def test_conditional_errors_are_one_line(tmp_path, capsys):
     expect_error(capsys, ["sample", "--checkpoint", str(tmp_path / "dc" / "checkpoint.pt"), "--images", str(mine),
                           "--out", str(out)], "'dcgan' is not conditional")  # fmt: skip
     assert not out.exists()
+
+
+def test_untrained_jitter_generator_is_the_free_jitter(registries):
+    # an untrained `jitter` G is exactly the free affine + elastic + stroke jitter of the shot
+    # each z picks, with the noise u = Phi(z): meta-learning starts at free augmentation
+    from metagan.transforms import Jitter, deform
+    from plugins.metagan_builtin.architectures.dagan import one_shot
+    from plugins.metagan_builtin.architectures.jitter import FREE
+
+    check_architecture(registries.architectures.get("jitter"), z_dim=64)
+    g = pair(registries, "jitter", z_dim=64, width=8).generator
+    shots = torch.full((3, 1, 28, 28), -1.0)
+    shots[:, :, 6:22, 12:16] = torch.rand(3, 1, 16, 4) * 2 - 1  # strokes on black paper
+    z = torch.randn(40, 64, generator=torch.Generator().manual_seed(0))
+    free = Jitter(**FREE, background=-1.0)
+    u = torch.distributions.Normal(0.0, 1.0).cdf(z[:, : free.noise].double())
+    pick = one_shot(z, 3).argmax(1)
+    want = deform(shots[pick], **free.params(u, 28), background=-1.0)
+    torch.testing.assert_close(g(z, shots), want.float(), atol=1e-4, rtol=0)
+    # and the learned parts are live: the gains and the correction's last layer get gradients
+    # (the rest of the correction does once that layer has moved off zero)
+    g(z, shots).square().sum().backward()
+    for p in (g.gain, g.head[-1].weight, g.head[-1].bias):
+        assert p.grad is not None and (p.grad != 0).all()
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml"])
+def test_jitter_meta_gradients_batched_equal_sequential(registries, float64, name):
+    cfg = InnerConfig(steps=2, lr_g=0.05, lr_d=0.05)
+    p = pair(registries, "jitter", z_dim=64)
+    loss = registries.losses.get("nonsaturating")
+    batched, seq = BatchedEngine(p, loss, cfg), SequentialEngine(p, loss, cfg)
+    algo = registries.algorithms.get(name)(meta=MetaConfig(algorithm=name), inner=cfg)
+    params = {"g": nn.Parameter(batched.G.init_flat()), "d": nn.Parameter(batched.D.init_flat())}
+    noise = Noise.draw(2, 3, 4, 64, generator=torch.Generator().manual_seed(2))
+    batch = make_batch(T=3, K=3, Q=2)
+    ra, rb = algo.step(params, batch, noise, batched), algo.step(params, batch, noise, seq)
+    for k in params:
+        torch.testing.assert_close(ra.grads[k], rb.grads[k], msg=f"jitter/{name}: {k}")
+        assert ra.grads[k].abs().sum() > 0

@@ -1,11 +1,12 @@
 """Built-in architectures: ``dcgan`` and ``mlp`` (unconditional); ``dagan``, ``fusion`` and
-``warp`` (conditioned on the task's shots)."""
+``warp`` and ``jitter`` (conditioned on the task's shots)."""
 
 from metagan.plugins import hookimpl
 
 from .dagan import build_dagan
 from .dcgan import build_dcgan
 from .fusion import build_fusion
+from .jitter import build_jitter
 from .mlp import build_mlp
 from .warp import build_warp
 
@@ -27,4 +28,8 @@ def metagan_register_architectures(registry):
     registry.add(
         "warp", build_warp,
         description="conditional: G learns smooth deformations of one shot (z and the shot decide); dagan's D",
+    )  # fmt: skip
+    registry.add(
+        "jitter", build_jitter,
+        description="conditional: G is the free affine/elastic/stroke jitter of one shot, with learned gains and corrections; dagan's D",
     )  # fmt: skip
