@@ -26,8 +26,8 @@ pytest: install
 test: lint nvcc-check pytest
 
 DEMO_OUT ?= runs/demo
-demo: install
-	$(BIN)/metagan train --config configs/demo.toml run.out=$(DEMO_OUT)
+demo: install  # --overwrite: a second `make demo` replaces the first demo run
+	$(BIN)/metagan train --config configs/demo.toml run.out=$(DEMO_OUT) --overwrite
 	$(BIN)/metagan adapt --checkpoint $(DEMO_OUT)/checkpoint.pt --unseen 8 --shots 5 --num 8 --out $(DEMO_OUT)/adapted
 
 bench: install

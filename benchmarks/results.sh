@@ -59,8 +59,9 @@ train_one() {  # fold entry; an entry is ALGORITHM or ARCH+ALGORITHM (e.g. dagan
   if [[ $2 == *+* ]]; then arch=(--arch "${2%%+*}"); algo=${2#*+}; fi
   if [ -f "$dir/metrics.jsonl" ] && grep -q "\"step\": $ITERS," "$dir/metrics.jsonl"; then return 0; fi
   if [ "$algo" = scratch ] && [ -f "$dir/checkpoint.pt" ]; then return 0; fi
+  # an unfinished run in $dir is redone from the start (--overwrite)
   # shellcheck disable=SC2046
-  $BIN/metagan train --config "$CONFIG" --algorithm "$algo" "${arch[@]}" --out "$dir" \
+  $BIN/metagan train --config "$CONFIG" --algorithm "$algo" "${arch[@]}" --out "$dir" --overwrite \
     $(data "$1") > "$dir.log" 2>&1 || { echo "FAILED: $dir (see $dir.log)" >&2; return 1; }
   echo "trained $dir"
 }

@@ -1,6 +1,7 @@
 """Make a trained checkpoint one that ships with the package: keep only what adapting and
 sampling need (config, meta-parameters, step), drop the optimizer and RNG state (two thirds of
-the file) and the machine-specific data path, and write it to ``metagan/pretrained/NAME.pt``.
+the file) and the machine-specific data path, and write it to ``metagan/pretrained/NAME.pt``
+with the digest of its tensors (``checkpoint.save``), read back and verified before it is reported.
 
     python benchmarks/ship_checkpoint.py runs/ship/omniglot-warp/checkpoint.pt omniglot-warp
 
@@ -11,6 +12,8 @@ hardware, time, and its table in docs/results.md.
 import argparse
 import math
 from pathlib import Path
+
+import torch
 
 from metagan import checkpoint
 from metagan.errors import MetaganError
@@ -33,6 +36,9 @@ def main() -> None:
     config["data"] = dict(config["data"], root="")  # the trainer's path means nothing elsewhere
     out = args.dest / f"{args.name}.pt"
     checkpoint.save(out, {"config": config, "params": ckpt["params"], "step": ckpt["step"]})
+    shipped = checkpoint.load(out)  # the digest checked against what was written
+    for k, v in ckpt["params"].items():  # bit for bit the trained parameters
+        assert v.dtype == shipped["params"][k].dtype and torch.equal(v, shipped["params"][k]), k
     size = out.stat().st_size
     n = sum(math.prod(t.shape) for t in ckpt["params"].values())
     print(f"{out}: {size / 1e6:.2f} MB, {n} parameters, meta-iteration {ckpt['step']}")

@@ -21,6 +21,7 @@ from metagan.errors import ConfigError, check_range
 from metagan.inner import Adapted, Engine, InnerConfig, Noise
 
 META_GRADIENTS = ("separate", "summed")
+ITERATIONS_MAX = 10**9  # the largest meta.iterations (--iterations)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +51,7 @@ class MetaConfig:
         if not self.lr > 0:
             raise ConfigError(f"meta.lr must be a positive learning rate, got {self.lr}")
         check_range("meta.tasks", self.tasks, 1, 100_000, what="an integer")
-        check_range("meta.iterations", self.iterations, 1, 10**9, what="an integer")
+        check_range("meta.iterations", self.iterations, 1, ITERATIONS_MAX, what="an integer")
         check_range("meta.max_skips", self.max_skips, 1, 10**6, what="an integer")
         check_range("meta.lr", self.lr, 0, 1, low_open=True, what="a learning rate")
         if self.meta_gradient not in META_GRADIENTS:

@@ -210,6 +210,7 @@ def train(
     *,
     overrides: Sequence[str] = (),
     resume: str | os.PathLike | None = None,
+    overwrite: bool = False,
     registries=None,
     log=None,
 ) -> TrainResult:
@@ -219,6 +220,8 @@ def train(
         file's path, or None for the defaults.
     :param overrides: ``section.key=value`` strings applied on top, as on the command line.
     :param resume: a checkpoint to continue from (its config is the base).
+    :param overwrite: replace the run that ``run.out`` already holds (without it, a folder
+        holding a run is refused unless ``resume`` is that folder's checkpoint).
     :param log: called with each log line (default: silent).
     :return: :class:`metagan.train.TrainResult` with the step reached, the checkpoint's path,
         the last sample grid and the last logged metrics.
@@ -237,5 +240,5 @@ def train(
         cfg = configs.load(config, list(overrides), base=base)
     if log is None:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, progress=False))
-    trainer = Trainer(cfg, Session(cfg, registries), resume=resume)
+    trainer = Trainer(cfg, Session(cfg, registries), resume=resume, overwrite=overwrite)
     return trainer.run(log=log or (lambda line: None))

@@ -1,8 +1,17 @@
 """Checkpoints: plain dicts of tensors and Python scalars, written atomically, read with
-``torch.load(weights_only=True)`` (no pickled code is ever executed on load)."""
+``torch.load(weights_only=True)`` (no pickled code is ever executed on load).
+
+Every checkpoint proves its integrity: :func:`save` records a digest (sha256 of each tensor's
+dtype, shape and bytes, and of the other data in a canonical order) and :func:`load` checks
+it, so a bit flipped on disk or in a copy is refused in one line naming the tensor that
+differs. Checkpoints written before digests existed (no ``digest`` entry) are loaded with the
+structural checks alone: their config must be tables, their parameters tensors of the dtype and
+shape the architecture needs (:func:`check_params`), finite.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import re
@@ -16,11 +25,88 @@ from metagan.io import atomic_write
 
 FORMAT = "metagan-checkpoint"
 VERSION = 1
+DIGEST = "digest"  # the entry that holds the digest (optional: older checkpoints lack it)
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus format and version tags) to ``path`` atomically."""
-    write(path, {"format": FORMAT, "version": VERSION, **state})
+    """Write ``state`` (plus format and version tags and its digest) to ``path`` atomically."""
+    state = {"format": FORMAT, "version": VERSION, **state}
+    state.pop(DIGEST, None)
+    write(path, {**state, DIGEST: digest(state)})
+
+
+def digest(state: dict[str, Any]) -> dict[str, Any]:
+    """The digest of a checkpoint's content: per tensor (named by its path in ``state``, e.g.
+    ``params/g``) its dtype, shape and the sha256 of dtype, shape and bytes; and one sha256
+    of every other value (config, step) with its path, in sorted order."""
+    tensors, data = {}, hashlib.sha256()
+    for name, value in _leaves({k: v for k, v in state.items() if k != DIGEST}):
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            tensors[name] = [_dtype(t), list(t.shape), h.hexdigest()]
+        else:
+            data.update(f"{name}={type(value).__name__}:{value!r}\n".encode())
+    return {"algorithm": "sha256", "tensors": tensors, "data": data.hexdigest()}
+
+
+def _leaves(obj: Any, name: str = ""):
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _leaves(obj[k], f"{name}/{k}" if name else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{name}[{i}]")
+    else:
+        yield name, obj
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def verify(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """Check ``ckpt`` against the digest recorded when it was saved; a difference is a
+    one-line CheckpointError naming the tensor (its dtype and shape when those changed).
+    A checkpoint without a digest (older than digests) passes: the structural checks of
+    :func:`load` and :func:`check_params` are what it gets."""
+    rec = ckpt.get(DIGEST)
+    if rec is None:
+        return
+    damaged = CheckpointError(f"checkpoint {path} is corrupt: its digest entry is damaged")
+    if not (isinstance(rec, dict) and isinstance(rec.get("tensors"), dict)):
+        raise damaged
+    now = digest(ckpt)
+    wrong = []
+    for name in sorted(set(rec["tensors"]) | set(now["tensors"]), key=str):
+        saved, got = rec["tensors"].get(name), now["tensors"].get(name)
+        if saved == got:
+            continue
+        if not isinstance(saved, (list, tuple)) or len(saved) != 3:
+            what = f"tensor {name!r} is not in the digest recorded when it was saved"
+            what = what if got is not None else f"its digest entry of {name!r} is damaged"
+        elif got is None:
+            what = f"tensor {name!r} of its digest is missing"
+        elif list(saved[:2]) != got[:2]:
+            what = (
+                f"tensor {name!r} is {got[0]} of shape {tuple(got[1])}, but it was saved as "
+                f"{saved[0]} of shape {tuple(saved[1])}"
+            )
+        else:
+            what = f"tensor {name!r} differs from the digest recorded when it was saved"
+        wrong.append(what)
+    if wrong:
+        more = f" ({len(wrong)} of {len(now['tensors'])} tensors differ)" if len(wrong) > 1 else ""
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {wrong[0]}{more}; the file changed after it was "
+            "written (a disk or copy error, or an edit): use another copy or an earlier checkpoint"
+        )
+    if rec.get("data") != now["data"]:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its config, step or other data differ from the digest "
+            "recorded when it was saved; use another copy or an earlier checkpoint"
+        )
 
 
 def write(path: str | Path, obj: Any) -> None:
@@ -67,7 +153,30 @@ def load(path: str | Path) -> dict[str, Any]:
     for key in ("config", "params", "step"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} is incomplete: it has no {key!r} entry")
+    verify(path, ckpt)
+    check_structure(path, ckpt)
     return ckpt
+
+
+def check_structure(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """The config is a table of tables, the parameters a table of tensors, the step an int."""
+    config, params, step = ckpt["config"], ckpt["params"], ckpt["step"]
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} is damaged: its config is not a table")
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its config[{section!r}] is a "
+                f"{type(values).__name__}, not a table of settings"
+            )
+    if not isinstance(params, dict) or not all(
+        isinstance(v, torch.Tensor) for v in params.values()
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its params are not a table of tensors"
+        )
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {path} is damaged: its step {step!r} is not a count")
 
 
 def check_finite(path: str | Path, tensors, what: str) -> None:
@@ -104,4 +213,24 @@ def check_params(
                 f"checkpoint {path}: parameters {key!r} have shape {shape}, but architecture {arch!r} with "
                 f"this config needs {tuple(ref.shape)} (was it trained with other model settings?)"
             )
+        if got.dtype != ref.dtype:
+            raise CheckpointError(
+                f"checkpoint {path}: parameters {key!r} are {_dtype(got)}, but architecture "
+                f"{arch!r} needs {_dtype(ref)} (was the file converted?); use the checkpoint as "
+                "metagan wrote it"
+            )
     check_finite(path, [params[k] for k in expected], "parameters")
+
+
+def check_optimizer(path: str | Path, params: dict[str, torch.Tensor], opt) -> None:
+    """The optimizer state read from a checkpoint must fit the parameters it updates (Adam's
+    moments have each parameter's shape): a one-line CheckpointError before any step."""
+    names = {id(p): k for k, p in params.items()}
+    for p, state in opt.state.items():
+        for key, v in state.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != p.shape:
+                raise CheckpointError(
+                    f"checkpoint {path} cannot be resumed: its optimizer state {key!r} of parameters "
+                    f"{names.get(id(p), '?')!r} has shape {tuple(v.shape)}, but the parameters have "
+                    f"{tuple(p.shape)}; resume from the checkpoint as metagan wrote it"
+                )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 
 from metagan import checkpoint, config, distributed, memory, ops, plugins
 from metagan._version import __version__
-from metagan.errors import SEED_MAX, ConfigError, DataError, MetaganError
+from metagan.algorithm import ITERATIONS_MAX
+from metagan.errors import SEED_MAX, ConfigError, DataError, MetaganError, shorten
 from metagan.io import check_writable
 
 
@@ -63,7 +65,7 @@ def _checkpoint(text: str) -> Path:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention too)
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {shorten(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--iterations",
-        type=_positive("--iterations", 10**9),
+        type=_positive("--iterations", ITERATIONS_MAX),
         help="meta-iterations (meta.iterations)",
     )
     t.add_argument("--device", help="cpu, cuda or cuda:N (run.device)")
@@ -100,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=_checkpoint,
         metavar="CHECKPOINT",
-        help="continue a run from its checkpoint",
+        help="continue a run from its checkpoint (into its own folder, or a new --out)",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out already holds (its checkpoint, config, metrics and "
+        "sample grids are removed when this run starts); never one that is still running",
     )
     t.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
@@ -346,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     for arg in argv:  # undecodable bytes in an argument arrive as lone surrogates
-        if any("\udc80" <= c <= "\udcff" for c in arg):
+        if _SURROGATE.search(arg):
             _error(f"argument {_printable(arg)!r} is not valid UTF-8; rename the file or folder")
             return 2
     try:
@@ -378,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"out of memory ({_first_line(exc)}); {_MEMORY_HINT}")
         return 2
     except RuntimeError as exc:
+        if distributed.lost_peer(exc):
+            _error(distributed.lost_peer(exc), every_rank=True)
+            return 2
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
         _error(f"out of memory ({_first_line(exc)}); {_MEMORY_HINT}")
@@ -387,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _MEMORY_HINT = "lower model.width, model.z_dim, meta.tasks, inner.fake_batch or --num"
 
 
@@ -396,7 +408,7 @@ def _error(message: str, *, every_rank: bool = False) -> None:
     the error is ``every_rank``'s own (then each rank that meets it prints it)."""
     if not every_rank and os.environ.get("RANK", "0") not in ("", "0"):
         return
-    line = " ".join(_printable(message).split("\n"))
+    line = shorten(" ".join(_printable(message).split("\n")))
     print(f"metagan: error: {line}", file=sys.stderr)
 
 
@@ -461,7 +473,8 @@ def cmd_train(args, regs) -> int:
         return 0
     check_writable(cfg.run.out, "run.out (--out)")
     ctx = distributed.setup(cfg)  # under torchrun: join the group, build on this rank's GPU
-    trainer = Trainer(cfg, Session(ctx.rank_config(cfg), regs), resume=args.resume, dist=ctx)
+    session = Session(ctx.rank_config(cfg), regs)
+    trainer = Trainer(cfg, session, resume=args.resume, dist=ctx, overwrite=args.overwrite)
     res = trainer.run(log=_log)
     if ctx.is_main:
         if res.checkpoint is not None and res.checkpoint.is_file():

@@ -166,6 +166,11 @@ def load(
     path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
 ) -> Config:
     """Defaults ← ``base`` (e.g. a checkpoint's config) ← TOML file ← ``key=value`` overrides."""
+    for section, values in (base or {}).items():
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"config section {section!r} must be a table, got {type(values).__name__}"
+            )
     raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items()}
     if path is not None:
         path = Path(path)
@@ -181,6 +186,8 @@ def load(
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(_TOO_DEEP.format(f"config file {path}")) from None
         for section, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(
@@ -227,7 +234,13 @@ def parse_override(item: str) -> tuple[str, str, Any]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare word: a string
+    except RecursionError:
+        raise ConfigError(_TOO_DEEP.format(f"override {key}")) from None
     return section, name, parsed
+
+
+# a config is sections of numbers, strings and flat lists; tomllib recurses once per level
+_TOO_DEEP = "{} nests arrays or tables too deeply to read (a config is [sections] of plain values)"
 
 
 def _check_section(section: str) -> type:

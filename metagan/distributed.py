@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import re
 import signal
 import threading
 import time
@@ -129,6 +130,29 @@ def _stop_with_agent(poll_s: float = 1.0) -> None:
         os._exit(143)  # SIGTERM was handled and ignored
 
     threading.Thread(target=watch, name="metagan-agent-watch", daemon=True).start()
+
+
+def lost_peer(exc: BaseException) -> str | None:
+    """The one line to report when ``exc`` is a collective that failed because another process
+    of the run is gone (the torchrun agent was killed, a rank died): gloo and NCCL raise a
+    RuntimeError with a multi-line C++ trace. None for any other error."""
+    text = str(exc)
+    lost = isinstance(exc, dist.DistError) or any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL")
+    )
+    if not (lost and dist.is_initialized()):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # no C++ source location
+    why = "the torchrun agent is gone" if os.getppid() != _PARENT[0] else "another process stopped"
+    return (
+        f"rank {dist.get_rank()} stopped: {why}, so the distributed run cannot go on "
+        f"({first[:120]}); its checkpoints are written atomically: continue from run.out's "
+        "checkpoint.pt with --resume"
+    )
+
+
+_PARENT = [os.getppid()]  # the process that started this one (torchrun's agent)
 
 
 def _init_process_group(backend: str, device: torch.device, rank: int, world: int, restarts: int):
@@ -264,6 +288,27 @@ def _start(ctx: Context, cfg: Config, resume, latest: Path) -> tuple[dict | None
     if resume is None:
         return None, None
     return checkpoint.load(resume), Path(resume)
+
+
+def on_main(ctx: Context, fn):
+    """``fn()`` on rank 0 alone (None on the other ranks). A MetaganError there is raised on
+    every rank, so all stop together on rank 0's one-line message instead of waiting for it in
+    a collective (e.g. run.out is held by another run: :func:`metagan.rundir.claim`)."""
+    if not ctx.enabled:
+        return fn()
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except MetaganError as exc:
+            error = exc
+    payload = [None if error is None else str(error)]
+    dist.broadcast_object_list(payload, src=0)
+    if error is not None:
+        raise error
+    if payload[0] is not None:
+        raise ConfigError(payload[0])
+    return result
 
 
 def broadcast_params(ctx: Context, params: dict[str, Tensor]) -> None:

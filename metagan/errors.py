@@ -9,12 +9,19 @@ file the toolkit writes goes through :func:`metagan.io.atomic_write`.
 from __future__ import annotations
 
 import math
+import re
 
 
 class MetaganError(Exception):
-    """A problem with the user's input, reported in one line; exit code 2."""
+    """A problem with the user's input, reported in one line; exit code 2.
+
+    User input quoted in the message (a path, a value) is cut to a readable length
+    (:func:`shorten`): a 10 MB ``run.out`` is not echoed whole."""
 
     exit_code = 2
+
+    def __init__(self, *args):
+        super().__init__(*(shorten(a) if isinstance(a, str) else a for a in args))
 
 
 class UnknownNameError(MetaganError, KeyError):
@@ -61,6 +68,27 @@ def check_range(
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e19 else f"{x:g}"
+
+
+QUOTE_MAX = 240  # characters of one unbroken piece of user input that a message quotes
+
+
+def shorten(text: str, limit: int = QUOTE_MAX) -> str:
+    """``text`` with every unbroken run of more than ``limit`` characters (a pasted file, a
+    10 MB path) cut in its middle to ``head…[N characters]…tail``: messages stay one readable
+    line while still showing where the input starts and ends."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 20
+
+    def cut(m: re.Match) -> str:
+        s = m.group()
+        return f"{s[:keep]}…[{len(s):,} characters]…{s[-keep:]}"
+
+    text = re.sub(r"\S{" + str(limit + 1) + ",}", cut, text)
+    if len(text) > 8 * limit:  # many short pieces (a pasted file with spaces)
+        text = f"{text[: 4 * limit]}…[{len(text) - 6 * limit:,} characters]…{text[-2 * limit :]}"
+    return text
 
 
 def cause(exc: BaseException) -> str:

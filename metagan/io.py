@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from metagan.errors import ConfigError
+from metagan.errors import ConfigError, shorten
 
 # mkstemp's names: ".<target>." + 8 characters + ".tmp"; only such files are ever removed
 _TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
@@ -38,10 +38,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise _named(exc, path) from None
         raise
+
+
+@contextlib.contextmanager
+def named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError inside that names no file (a write to an open file on a full disk says only
+    "No space left on device") is raised again naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise _named(exc, path) from None
+        raise
+
+
+def _named(exc: OSError, path) -> OSError:
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
@@ -73,6 +91,23 @@ def check_writable(path: str | os.PathLike, what: str, *, folder: bool = True) -
     wanted (or the reverse), a path under a file, a read-only or virtual place such as /proc.
     Nothing is created: the nearest existing folder gets a probe file, removed at once."""
     path = Path(path)
+    try:
+        return _check_writable(path, what, folder)
+    except OSError as exc:  # a name too long, a loop of links: the path itself is unusable
+        raise ConfigError(
+            f"{what} {shorten(str(path))} cannot be used: {exc.strerror or exc}"
+        ) from None
+
+
+def _check_writable(path: Path, what: str, folder: bool) -> Path:
+    base = path
+    while not base.exists() and base != base.parent:
+        if base.is_symlink():
+            raise ConfigError(
+                f"{what} {path}: {base} is a symbolic link to {os.readlink(base)}, which does "
+                "not exist; create its target or give another path"
+            )
+        base = base.parent
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} exists and is not a folder; give a folder path")
     if not folder and path.is_dir():

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from metagan import checkpoint, distributed, stepping
+from metagan import checkpoint, distributed, rundir, stepping
+from metagan.algorithm import ITERATIONS_MAX
 from metagan.config import Config
 from metagan.errors import CheckpointError, ConfigError, TrainingDiverged
 from metagan.inner import Noise
@@ -57,8 +58,10 @@ class Trainer:
         *,
         resume: str | Path | None = None,
         dist: distributed.Context | None = None,
+        overwrite: bool = False,
     ):
         self.cfg = cfg
+        self.overwrite = overwrite  # a run already in run.out may be replaced (rundir.claim)
         # -- distributed (torchrun, metagan/distributed.py; one process: the plain path) --------
         # ``dist``: the context the caller already set up (the CLI does it once, before it
         # builds the Session on this rank's device); None: set it up here.
@@ -91,6 +94,7 @@ class Trainer:
             if "optimizer" in ckpt:
                 self.opt.load_state_dict(ckpt["optimizer"])
                 checkpoint.check_finite(path, _optimizer_tensors(self.opt), "optimizer state")
+                checkpoint.check_optimizer(path, self.params, self.opt)
             self.noise_gen.set_state(ckpt["rng"]["noise"])
             if self.train_tasks is not None:
                 self.train_tasks.load_state_dict(ckpt["rng"]["tasks"])
@@ -127,13 +131,25 @@ class Trainer:
         if self.step >= cfg.meta.iterations and self.s.algorithm.trains:
             where = self.resumed_from or self.out / CHECKPOINT
             if not self.dist.restarts:
+                more = (
+                    f"pass --iterations N with {self.step} < N <= {ITERATIONS_MAX} to train on"
+                    if self.step < ITERATIONS_MAX
+                    else f"that is the largest meta.iterations ({ITERATIONS_MAX}): it is finished"
+                )
                 raise ConfigError(
                     f"nothing to do: checkpoint {where} is at step {self.step} and meta.iterations is "
-                    f"{cfg.meta.iterations}; pass --iterations N with N > {self.step} to train on"
+                    f"{cfg.meta.iterations}; {more}"
                 )
             log(f"nothing left to do: {where} is at step {self.step} of {cfg.meta.iterations}")
             return TrainResult(self.step, where if Path(where).is_file() else None, None, {})
-        created = not self.out.exists()
+        claim = distributed.on_main(self.dist, self._claim)  # rank 0 holds run.out
+        try:
+            return self._claimed(log, created=claim is not None and claim.created)
+        finally:
+            if claim is not None:
+                claim.release()
+
+    def _claimed(self, log, *, created: bool) -> TrainResult:
         self.log = log if self.is_main else (lambda line: None)  # rank 0 alone logs
         started = False
         try:
@@ -150,6 +166,14 @@ class Trainer:
             raise
         self._call("metagan_run_end", result=result, error=None)
         return result
+
+    def _claim(self) -> rundir.Claim:
+        """run.out for this run alone: locked, and refused if it holds a run this one neither
+        continues nor may overwrite (metagan/rundir.py)."""
+        return rundir.claim(
+            self.out, resume=self.resumed_from, overwrite=self.overwrite,
+            restarted=self.dist.restarts > 0,
+        )  # fmt: skip
 
     def _start(self) -> None:
         """The output folder, the log header and config.toml."""

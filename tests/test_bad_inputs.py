@@ -10,6 +10,7 @@ plain file, the other checkpoints and folders are made by the ``env`` fixture.
 """
 
 import contextlib
+import json
 import os
 import struct
 import subprocess
@@ -23,7 +24,7 @@ import torch
 from conftest import cli_env
 from PIL import Image
 
-from metagan import plugins
+from metagan import checkpoint, plugins, pretrained, rundir
 from metagan.cli import main
 from metagan.models import GanPair
 
@@ -178,6 +179,36 @@ CASES = [  # (id, argv, a fragment the one line must contain)
     ("resume-other-arch", ["train", "--resume", "{ckpt}", "--arch", "mlp", "--iterations", "5"], "architecture 'dcgan', not 'mlp'"),
     ("resume-nothing-to-do", ["train", "--resume", "{ckpt}"], "nothing to do"),
     ("resume-fewer-iterations", ["train", "--resume", "{ckpt}", "--iterations", "2"], "nothing to do"),
+    ("resume-at-the-largest-step", ["train", "--resume", "{at_max}", "--out", "{out}"], "that is the largest meta.iterations (1000000000)"),
+    ("resume-optimizer-wrong-shape", ["train", "--resume", "{bad_opt}", "--iterations", "5", "--out", "{out}"], "optimizer state 'exp_avg' of parameters 'd' has shape (7,)"),
+    ("ckpt-model-a-string", [*UNSEEN[:2], "{model_str}", *UNSEEN[3:]], "its config['model'] is a str, not a table"),
+    ("ckpt-model-a-string-resume", ["train", "--resume", "{model_str}", "--iterations", "5", "--out", "{out}"], "config['model'] is a str"),
+    # -- integrity: a digest of every tensor, checked at every load --------------------------
+    ("ckpt-bits-flipped-adapt", [*UNSEEN[:2], "{flipped}", *UNSEEN[3:]], "is corrupt: tensor 'params/g' differs from the digest"),
+    ("ckpt-bits-flipped-sample", ["sample", "--checkpoint", "{flipped}", "--out", "{out}"], "tensor 'params/g' differs from the digest"),
+    ("ckpt-bits-flipped-resume", ["train", "--resume", "{flipped}", "--iterations", "5", "--out", "{out}"], "tensor 'params/g' differs"),
+    ("ckpt-bits-flipped-fit", [*FIT[:3], "{flipped}", "--out", "{out}/f.pt"], "tensor 'params/g' differs"),
+    ("ckpt-bits-flipped-shipped", ["sample", "--checkpoint", "{shipped_flipped}", "--out", "{out}"], "tensor 'params/g' differs from the digest"),
+    ("ckpt-int64", ["sample", "--checkpoint", "{int64}", "--out", "{out}"], "tensor 'params/d' is int64 of shape"),
+    ("ckpt-int64-no-digest", [*UNSEEN[:2], "{int64_bare}", *UNSEEN[3:]], "parameters 'g' are int64, but architecture 'dcgan' needs float32"),
+    ("ckpt-step-edited", ["train", "--resume", "{step_edited}", "--iterations", "5", "--out", "{out}"], "its config, step or other data differ"),
+    # -- a run folder belongs to one run --------------------------------------------------------
+    ("train-out-holds-a-run", ["train", *TINY, "--out", "{run}"], "already holds a run (checkpoint.pt, config.toml, metrics.jsonl); continue it with --resume"),
+    ("train-out-holds-a-run-no-checkpoint", ["train", *TINY, "--out", "{half_run}"], "already holds a run (config.toml, metrics.jsonl); start afresh there with --overwrite"),
+    ("resume-into-another-run", ["train", "--resume", "{ckpt}", "--iterations", "5", "--out", "{half_run}"], "holds another run (config.toml, metrics.jsonl), and --resume continues"),
+    ("train-out-in-use", ["train", *TINY, "--out", "{busy}"], "is in use by another metagan run (pid"),
+    ("train-out-in-use-overwrite", ["train", *TINY, "--out", "{busy}", "--overwrite"], "is in use by another metagan run"),
+    ("train-out-dangling-symlink", ["train", *TINY, "--out", "{dangling}"], "is a symbolic link to"),
+    ("train-out-under-dangling-symlink", ["train", *TINY, "--out", "{dangling}/run"], "which does not exist"),
+    ("train-out-1-mb", ["train", *TINY, "--out", "r" * 1_000_000], "File name too long"),  # the
+    ("train-out-1-mb-key", ["train", *TINY, "run.out=" + "r" * 1_000_000], "characters]"),  # issue's 10 MB, smaller
+    ("adapt-out-dangling-symlink", [*UNSEEN[:4], "{dangling}", "--unseen", "2"], "is a symbolic link to"),
+    # -- images: too small, too large ------------------------------------------------------------
+    ("images-1x1", [*ADAPT, "--images", "{dots}"], "is 1x1 pixels, too small to hold a drawing; images must be at least 8x8"),
+    ("train-folder-1x1", [*TRAIN, "--dataset", "folder", "--data-root", "{dot_classes}"], "is 1x1 pixels"),
+    ("images-bomb-says-how", [*ADAPT, "--images", "{bomb}"], "allow it with METAGAN_MAX_IMAGE_PIXELS=N"),
+    ("config-nested-deep", [*TRAIN, "--config", "{deep_toml}"], "nests arrays or tables too deeply"),
+    ("override-nested-deep", [*TRAIN, "inner.steps=" + "[" * 100_000 + "]" * 100_000], "nests arrays or tables too deeply"),
     # -- plugins and the command itself -------------------------------------------------------
     ("disable-unknown-plugin", ["--disable-plugin", "nosuch", *TRAIN], "cannot disable unknown plugin"),
     ("disable-essential-plugin", ["--disable-plugin", "losses", *TRAIN], "is essential"),
@@ -190,7 +221,7 @@ def snapshot(root: Path) -> dict:
     """Every file and folder under ``root``: its kind, size and modification time."""
     out = {}
     for p in sorted(root.rglob("*")):
-        st = p.stat()
+        st = p.lstat()  # a dangling link counts as itself
         # a folder counts by its entries (probing whether it is writable touches its mtime)
         out[str(p.relative_to(root))] = (True,) if p.is_dir() else (st.st_size, st.st_mtime_ns)
     return out
@@ -255,10 +286,16 @@ def env(tmp_path_factory):
         latin1_toml=root / "latin1.toml", bad_toml=root / "bad.toml", flat_toml=root / "flat.toml"
     )
 
-    def variant(name, change):
+    def variant(name, change, *, digest=True):
+        """A changed copy of the good checkpoint: saved as metagan saves (with a digest of the
+        changed content, so the check under test is what refuses it), or without a digest."""
         state = {k: (dict(v) if isinstance(v, dict) else v) for k, v in good.items()}
         change(state)
-        torch.save(state, root / name)
+        if digest:
+            checkpoint.save(root / name, state)
+        else:
+            state.pop("digest", None)
+            torch.save(state, root / name)
         paths[name.removesuffix(".pt")] = root / name
 
     def non_finite(state):
@@ -271,6 +308,58 @@ def env(tmp_path_factory):
         opt["state"] = {**opt["state"], key: {**opt["state"][key], "exp_avg_sq": torch.full_like(
             opt["state"][key]["exp_avg_sq"], float("inf"))}}  # fmt: skip
 
+    def bad_opt(state):  # Adam's first moment of the discriminator cut to 7 values
+        opt = state["optimizer"]
+        key = list(opt["state"])[1]
+        opt["state"] = {**opt["state"], key: {**opt["state"][key], "exp_avg": torch.zeros(7)}}
+
+    def at_max(state):
+        state["config"] = {
+            **state["config"],
+            "meta": {**state["config"]["meta"], "iterations": 10**9},
+        }
+        state["step"] = 10**9
+
+    def as_int64(state):
+        state["params"] = {k: v.to(torch.int64) for k, v in state["params"].items()}
+
+    variant("bad_opt.pt", bad_opt)
+    variant("at_max.pt", at_max)
+    variant("model_str.pt", lambda s: s.update(config={**s["config"], "model": "dcgan"}))
+    # converted by hand: the old digest is kept (so it no longer matches), or dropped
+    torch.save({**good, "params": {k: v.to(torch.int64) for k, v in good["params"].items()}},
+               root / "int64.pt")  # fmt: skip
+    variant("int64_bare.pt", as_int64, digest=False)
+    torch.save({**good, "step": 2}, root / "step_edited.pt")
+    paths.update(int64=root / "int64.pt", step_edited=root / "step_edited.pt")
+    paths["flipped"] = flip_bits(ckpt, root / "flipped.pt", good["params"]["g"], 200)
+    shipped = checkpoint.load(pretrained.path("omniglot-dagan"))
+    paths["shipped_flipped"] = flip_bits(
+        pretrained.path("omniglot-dagan"),
+        root / "shipped_flipped.pt",
+        shipped["params"]["g"],
+        20_000,
+    )
+    # a run folder: a finished run, a run killed before its first checkpoint, one in use
+    paths["run"] = root / "run"
+    paths["half_run"] = root / "half_run"
+    paths["half_run"].mkdir()
+    (paths["half_run"] / "config.toml").write_text("[meta]\n")
+    (paths["half_run"] / "metrics.jsonl").write_text('{"step": 1}\n')
+    paths["busy"] = root / "busy"
+    holder = rundir.claim(paths["busy"])  # held for the whole module, as a running run holds it
+    (root / "dangling").symlink_to(root / "gone" / "away")
+    paths["dangling"] = root / "dangling"
+    paths["dots"] = root / "dots"
+    paths["dots"].mkdir()
+    for i in range(5):
+        Image.new("L", (1, 1), 0).save(paths["dots"] / f"dot{i}.png")
+    paths["dot_classes"] = root / "dot_classes"
+    for c in range(3):
+        write_images(paths["dot_classes"] / f"class{c}", 4)
+    Image.new("L", (1, 1), 0).save(paths["dot_classes"] / "class1" / "img9.png")
+    (root / "deep.toml").write_text("[meta]\nx = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    paths["deep_toml"] = root / "deep.toml"
     variant("nan.pt", non_finite)
     variant("nan_opt.pt", non_finite_opt)
     variant("no_params.pt", lambda s: s.pop("params"))
@@ -278,7 +367,7 @@ def env(tmp_path_factory):
     variant("no_rng.pt", lambda s: s.pop("rng"))
     wide_cfg = {k: dict(v) for k, v in good["config"].items()}
     wide_cfg["model"]["width"] = 2048  # a big G: its activations for 10^6 samples cannot fit
-    torch.save({**good, "config": wide_cfg}, root / "wide.pt")  # params never loaded
+    checkpoint.save(root / "wide.pt", {**good, "config": wide_cfg})  # params never loaded
     paths["wide"] = root / "wide.pt"
     (root / "corrupt.pt").write_bytes(ckpt.read_bytes()[:1000])
     torch.save({"weights": torch.zeros(3)}, root / "foreign.pt")
@@ -288,7 +377,22 @@ def env(tmp_path_factory):
     torch.save({**good, "params": params}, root / "evil_popen.pt")
     paths.update(evil_exec=root / "evil_exec.pt", evil_popen=root / "evil_popen.pt")
     paths.update(corrupt=root / "corrupt.pt", foreign=root / "foreign.pt", evil=root / "evil.pt")
-    return paths
+    yield paths
+    holder.release()
+
+
+def flip_bits(src: Path, dest: Path, tensor: torch.Tensor, bits: int) -> Path:
+    """A copy of checkpoint ``src`` with ``bits`` random bits of ``tensor``'s stored bytes
+    flipped in the file itself (torch stores tensors uncompressed; its zip CRCs are then stale)."""
+    raw = bytearray(src.read_bytes())
+    data = tensor.numpy().tobytes()
+    start = raw.find(data)
+    assert start > 0 and raw.find(data, start + 1) < 0
+    rng = np.random.default_rng(0)
+    for pos in rng.choice(len(data) * 8, size=bits, replace=False):
+        raw[start + pos // 8] ^= 1 << (pos % 8)
+    dest.write_bytes(bytes(raw))
+    return dest
 
 
 def fill(argv, env, out):
@@ -301,6 +405,7 @@ def check_one_line(err: str, fragment: str):
     assert len(lines) == 1, err
     assert lines[0].startswith("metagan") and "error" in lines[0], err
     assert fragment in lines[0], err
+    assert len(lines[0]) < 1000, lines[0][:2000]  # user input is quoted cut to a readable length
 
 
 @pytest.mark.parametrize("argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -645,16 +750,18 @@ def test_torchrun_config_error_is_printed_once_with_exit_2(tmp_path):
 
 def test_torchrun_workers_stop_when_the_agent_is_killed(tmp_path):
     """kill -9 of torchrun itself: its workers notice the lost parent and stop within seconds
-    instead of training on as orphans."""
+    instead of training on as orphans; a worker whose peer went first says so in one line,
+    not a gloo traceback."""
     import signal
     import time
 
     out = tmp_path / "r"
+    log = open(tmp_path / "stderr.txt", "w")  # the workers' too: they inherit the agent's
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "metagan", "train", *TINY, "--iterations", "1000000", "meta.tasks=2",
            "--out", str(out)]  # fmt: skip
     agent = subprocess.Popen(cmd, env=cli_env(OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                             stderr=log, start_new_session=True)  # fmt: skip
     try:
         deadline = time.time() + 180
         while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").stat().st_size:
@@ -668,7 +775,14 @@ def test_torchrun_workers_stop_when_the_agent_is_killed(tmp_path):
         while any(alive(w) for w in workers) and time.time() < deadline:
             time.sleep(0.2)
         assert not any(alive(w) for w in workers), "workers train on without their agent"
+        err = (tmp_path / "stderr.txt").read_text()
+        assert "Traceback" not in err and "gloo" not in err.lower(), err
+        for line in err.splitlines():
+            assert (
+                not line.startswith("metagan") or "stopped: the torchrun agent is gone" in line
+            ), err
     finally:
+        log.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(agent.pid, signal.SIGKILL)
 
@@ -690,3 +804,152 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# -- a run folder belongs to one run -------------------------------------------------------------
+def test_two_trainings_on_one_folder_in_real_processes(tmp_path):
+    """Two `metagan train` started at once on one --out: exactly one trains, the other exits 2
+    with one line (the folder is in use, or already holds the first run), and the surviving
+    run's checkpoint, config and metrics are whole: every metrics line valid JSON, each step once."""
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "metagan", "train", *TINY, "--iterations", "8", "--out", str(out)]
+    procs = [subprocess.Popen([*argv, "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=cli_env(OMP_NUM_THREADS="1")) for seed in (1, 2)]  # fmt: skip
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(r[0] for r in results) == [0, 2], results
+    (won, _, _), (_, _, lost_err) = sorted(results, key=lambda r: r[0])
+    assert "is in use by another metagan run" in lost_err or "already holds a run" in lost_err
+    check_one_line(lost_err, f"run.out {out}")
+    ckpt = checkpoint.load(out / "checkpoint.pt")  # its digest checked
+    seed = ckpt["config"]["run"]["seed"]
+    assert ckpt["step"] == 8 and f"seed = {seed}" in (out / "config.toml").read_text()
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    assert not (out / rundir.LOCK).exists()
+
+
+KILLED_HOLDER = """
+import sys, time
+from metagan import rundir
+rundir.claim(sys.argv[1])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_run_leaves_no_lock_that_blocks(tmp_path, capsys):
+    """kill -9 of a run that holds its folder: the kernel drops its lock, so the next run on
+    the folder (which holds no run files) starts, though the lock file is still there."""
+    import signal
+
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(out)], stdout=subprocess.PIPE,
+                         text=True, env=cli_env())  # fmt: skip
+    assert p.stdout.readline() == "held\n"
+    assert main(["train", *TINY, "--out", str(out)]) == 2  # held while it lives
+    check_one_line(capsys.readouterr().err, f"(pid {p.pid} on ")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (out / rundir.LOCK).exists()  # stale: no process holds it
+    assert main(["train", *TINY, "--algorithm", "reptile", "--out", str(out)]) == 0
+    assert checkpoint.load(out / "checkpoint.pt")["step"] == 3
+    assert not (out / rundir.LOCK).exists()
+
+
+def test_overwrite_replaces_a_run_and_resume_continues_it(tmp_path, capsys):
+    out = tmp_path / "r"
+    train = ["train", *TINY, "--algorithm", "reptile", "--out", str(out)]
+    assert main(train) == 0
+    first = checkpoint.load(out / "checkpoint.pt")
+    (out / "mine.txt").write_text("the user's own file")
+    assert main([*train, "--seed", "7", "--overwrite"]) == 0
+    second = checkpoint.load(out / "checkpoint.pt")
+    assert second["config"]["run"]["seed"] == 7 and second["step"] == 3
+    assert not torch.equal(first["params"]["g"], second["params"]["g"])
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # the old run's are gone
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000003.png"]
+    assert (out / "mine.txt").read_text() == "the user's own file"
+    assert main(["train", "--resume", str(out / "checkpoint.pt"), "--iterations", "5"]) == 0
+    assert checkpoint.load(out / "checkpoint.pt")["step"] == 5
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_the_python_api_refuses_the_same(env, tmp_path):
+    import metagan
+    from metagan.errors import CheckpointError, ConfigError
+
+    with pytest.raises(CheckpointError, match="tensor 'params/g' differs from the digest"):
+        metagan.load(env["shipped_flipped"])
+    with pytest.raises(CheckpointError, match="parameters 'g' are int64"):
+        metagan.load(env["int64_bare"])
+    with pytest.raises(ConfigError, match="already holds a run"):
+        metagan.train(overrides=[*TINY[4:], f"run.out={env['run']}"])
+    with pytest.raises(ConfigError, match="is in use by another metagan run"):
+        metagan.train(overrides=[*TINY[4:], f"run.out={env['busy']}"], overwrite=True)
+
+
+# -- integrity -----------------------------------------------------------------------------------
+def test_shipped_checkpoints_carry_a_digest_that_holds():
+    for name in pretrained.available():
+        ckpt = checkpoint.load(pretrained.path(name))  # verified on load
+        assert set(ckpt["digest"]["tensors"]) == {f"params/{k}" for k in ckpt["params"]}
+        assert ckpt["digest"] == checkpoint.digest(ckpt)
+
+
+def test_a_checkpoint_without_a_digest_loads_with_the_structural_checks(env, tmp_path):
+    """Checkpoints written before digests: accepted, and adapt exactly as with a digest."""
+    import metagan
+
+    good = torch.load(env["ckpt"], weights_only=True)
+    torch.save({k: v for k, v in good.items() if k != "digest"}, tmp_path / "old.pt")
+    a = metagan.load(env["ckpt"]).adapt(env["imgs"].glob("*.png"), seed=3).sample(4)
+    b = metagan.load(tmp_path / "old.pt").adapt(env["imgs"].glob("*.png"), seed=3).sample(4)
+    assert torch.equal(a, b)
+
+
+def test_one_flipped_bit_anywhere_in_a_tensor_is_found(env, tmp_path):
+    from metagan.errors import CheckpointError
+
+    ckpt = checkpoint.load(env["ckpt"])
+    for name, t in (("params/d", ckpt["params"]["d"]), ("rng/noise", ckpt["rng"]["noise"])):
+        bad = flip_bits(env["ckpt"], tmp_path / "one.pt", t, 1)
+        with pytest.raises(CheckpointError, match=f"tensor '{name}' differs"):
+            checkpoint.load(bad)
+
+
+# -- images and disks ------------------------------------------------------------------------------
+def test_large_images_are_allowed_by_metagan_max_image_pixels(tmp_path, monkeypatch):
+    """The decompression-bomb guard stays on (Pillow's limit) unless the variable raises it."""
+    from metagan.data.images import MAX_PIXELS_ENV, open_image
+    from metagan.errors import ConfigError, DataError
+
+    path = write_images(tmp_path, 1) / "img0.png"  # 40 x 40 = 1600 pixels
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1000")
+    with pytest.raises(DataError, match=f"decompression bomb.*allow it with {MAX_PIXELS_ENV}=N"):
+        open_image(path)
+    for allowed in ("1600", "none"):
+        monkeypatch.setenv(MAX_PIXELS_ENV, allowed)
+        assert open_image(path).size == (40, 40)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ConfigError, match=f"{MAX_PIXELS_ENV} must be a positive number"):
+        open_image(path)
+    assert Image.MAX_IMAGE_PIXELS == Image.MAX_IMAGE_PIXELS.__class__(89478485)  # restored
+
+
+def test_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from metagan import io
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--out", str(out)]) == 2
+    check_one_line(capsys.readouterr().err, f"{out / 'config.toml'}: No space left on device")
+    assert not out.exists()  # the new folder of a run that wrote nothing is removed
+    with pytest.raises(OSError) as info, io.named_errors(tmp_path / "metrics.jsonl"):
+        full(0)
+    assert info.value.filename == str(tmp_path / "metrics.jsonl")

@@ -27,6 +27,13 @@ from metagan.io import atomic_write
 # Sizes the built-in architectures are written for; 28 is the classic Omniglot/MNIST size.
 IMAGE_SIZES = (28, 32, 64)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# The smallest image side that still carries a drawing: smaller images (a 1x1 pixel) are
+# refused, not blown up into a blank sample of nothing.
+MIN_IMAGE_SIDE = 8
+# Images of more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS, about 89 million) are
+# refused as possible decompression bombs; this variable raises the limit for real large
+# images (an integer number of pixels, or "none" for no limit).
+MAX_PIXELS_ENV = "METAGAN_MAX_IMAGE_PIXELS"
 
 
 def check_image_size(size: int) -> int:
@@ -208,6 +215,7 @@ def open_image(path: Path | str, data: bytes | None = None) -> Image.Image:
     """
     with _reading(path):
         with Image.open(path if data is None else io.BytesIO(data)) as img:
+            _check_min_size(path, img.size)
             img.load()
             return to_gray(img).copy()
 
@@ -216,23 +224,58 @@ def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
     with _reading(path):
         with Image.open(path) as img:
-            return img.size
+            return _check_min_size(path, img.size)
+
+
+def _check_min_size(path, size: tuple[int, int]) -> tuple[int, int]:
+    if min(size) < MIN_IMAGE_SIDE:
+        raise DataError(
+            f"image {str(path)!r} is {size[0]}x{size[1]} pixels, too small to hold a drawing; "
+            f"images must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
+        )
+    return size
+
+
+def max_image_pixels() -> int | None:
+    """The pixel limit above which images are refused as possible decompression bombs:
+    ``$METAGAN_MAX_IMAGE_PIXELS`` when set ("none": no limit), else Pillow's own
+    (``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return Image.MAX_IMAGE_PIXELS
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"{MAX_PIXELS_ENV} must be a positive number of pixels or 'none', got {text!r}"
+        )
+    return value
 
 
 @contextlib.contextmanager
 def _reading(path):
     """Turn every failure to read image ``path`` into a one-line DataError naming it; Pillow's
-    decompression-bomb warning is an error here (never warn and carry on)."""
+    decompression-bomb warning is an error here (never warn and carry on), at the limit of
+    :func:`max_image_pixels`."""
+    limit, saved = max_image_pixels(), Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = limit
             yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
-            f"image {str(path)!r} is refused as a possible decompression bomb: {_first(exc)}"
+            f"image {str(path)!r} is refused as a possible decompression bomb: {_first(exc)}; "
+            f"if it is a real image, allow it with {MAX_PIXELS_ENV}=N (pixels) or =none"
         ) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {str(path)!r}: {_first(exc)}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _first(exc: BaseException) -> str:

@@ -97,7 +97,7 @@ def save(features: Features, path: str | Path, fit_cfg: FitConfig) -> None:
         "accuracy": features.accuracy,
         "fit": dataclasses.asdict(fit_cfg),
     }
-    checkpoint.write(path, state)
+    checkpoint.write(path, {**state, checkpoint.DIGEST: checkpoint.digest(state)})
 
 
 def load(path: str | Path) -> Features:
@@ -108,6 +108,7 @@ def load(path: str | Path) -> Features:
         raise CheckpointError(
             f"{path} is not a metagan feature extractor; write one with `metagan eval fit-features`"
         )
+    checkpoint.verify(path, state)  # the digest of its weights, when it has one
     net = ConvNet(**state["arch"])
     net.load_state_dict(state["state_dict"])
     return Features(

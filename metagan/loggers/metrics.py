@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metagan.io import atomic_write
+from metagan.io import atomic_write, named_errors
 from metagan.plugins import hookimpl
 
 NAME = "metrics.jsonl"
@@ -31,8 +31,9 @@ def metagan_run_start(trainer):
 def metagan_log_metrics(trainer, row):
     f = _files.get(id(trainer))
     if f is not None:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+        with named_errors(f.name):  # a full disk names the file
+            f.write(json.dumps(row) + "\n")
+            f.flush()
 
 
 @hookimpl
