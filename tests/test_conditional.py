@@ -295,3 +295,22 @@ def test_jitter_meta_gradients_batched_equal_sequential(registries, float64, nam
     for k in params:
         torch.testing.assert_close(ra.grads[k], rb.grads[k], msg=f"jitter/{name}: {k}")
         assert ra.grads[k].abs().sum() > 0
+
+
+def test_jitter_discriminator_augments_by_content_and_cuts_out_a_square():
+    from plugins.metagan_builtin.architectures.jitter import content_uniforms, diff_augment
+
+    x = torch.ones(5, 1, 28, 28) * torch.linspace(0.1, 0.9, 5).view(5, 1, 1, 1)  # flat pages
+    out = diff_augment(x)
+    # a flat page shifts into itself (edges repeated); only the cutout differs: a square of
+    # the pixels within 28/8 = 3.5 of the centre (u * 28) on both axes, set to 0
+    u = content_uniforms(x, 4)
+    r = torch.arange(28.0)
+    for i in range(5):
+        rows = ((r - u[i, 2] * 28).abs() < 3.5).float()
+        cols = ((r - u[i, 3] * 28).abs() < 3.5).float()
+        want = x[i, 0] * (1 - rows[:, None] * cols[None])
+        torch.testing.assert_close(out[i, 0], want)
+        assert 1 <= rows.sum() <= 7 and 1 <= cols.sum() <= 7
+    # the same image gets the same augmentation wherever it stands (real or fake alike)
+    torch.testing.assert_close(diff_augment(x.flip(0)), out.flip(0))

@@ -104,8 +104,9 @@ class PairDiscriminator(nn.Module):
     pairs of different drawings).
     """
 
-    def __init__(self, cfg: ArchConfig):
+    def __init__(self, cfg: ArchConfig, augment: Callable[[Tensor], Tensor] | None = None):
         super().__init__()
+        self.augment = augment  # applied to every judged image, real or fake (DiffAugment)
         w, c_in, layers = cfg.width, cfg.channels, []
         for i in range(D_LEVELS[cfg.image_size]):
             layers += [nn.Conv2d(c_in, w * 2**i, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
@@ -117,10 +118,13 @@ class PairDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, shots: Tensor) -> Tensor:  # (B, C, H, W), (K, C, H, W) -> (B,)
         B, K = x.shape[0], shots.shape[0]
+        keep = (x[:, None] != shots[None]).flatten(2).any(-1)  # (B, K), on the images as given
+        if self.augment is not None:
+            x = self.augment(x)
         h = self.embed(self.net(torch.cat([x, shots])).flatten(1))  # (B + K, F)
         hx = h[:B, None].expand(B, K, -1)
         hs = h[None, B:].expand(B, K, -1)
         score = self.pair(torch.cat([hx, hs, (hx - hs).abs()], -1)).squeeze(-1)  # (B, K)
-        keep = (x[:, None] != shots[None]).flatten(2).any(-1).to(score.dtype)  # (B, K)
+        keep = keep.to(score.dtype)
         keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))
         return (score * keep).sum(1) / keep.sum(1)

@@ -15,18 +15,25 @@ Untrained, ``G(z, shots)`` IS the free jitter ``Jitter(**FREE)`` of the chosen s
 noise ``u`` (tests/test_conditional.py): a meta-learned G starts where free augmentation is
 and is judged on what it adds. Elastic control displacements are clamped below 3.4 px at 28 px
 (the field cannot fold the drawing) and stroke changes to [-1, 1]. The paper value (for stroke
-width and the uncovered area) is read from the shots' top rows. D is ``dagan``'s pair
-discriminator. Combining the K shots (registering them to each other) is not part of it yet.
+width and the uncovered area) is read from the shots' top rows.
+
+D is ``dagan``'s pair discriminator judging DiffAugment-style augmented images (Zhao et al.
+2020): every image it judges, real or fake, is translated by up to 1/8 of the side and has a
+square of 1/4 of the side cut out (set to 0), so that D cannot win by memorising the few real
+drawings of a task. The augmentation's randomness is a fixed function of the image's content
+(a sine hash of its rounded pixel sum), so the inner step stays a pure function under ``vmap``.
+Combining the K shots (registering them to each other) is not part of it yet.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from metagan.errors import ConfigError
 from metagan.models import ArchConfig, GanPair
-from metagan.transforms import ELASTIC_GRID, Jitter, deform
+from metagan.transforms import ELASTIC_GRID, Jitter, affine_grid, deform
 
 from ._shots import ENCODER_LEVELS, PairDiscriminator, _conv_norm
 from .dagan import one_shot
@@ -87,5 +94,33 @@ class JitterGenerator(nn.Module):
         return deform(shot, theta=theta, control=control, stroke=stroke, background=paper)
 
 
+def content_uniforms(x: Tensor, n: int) -> Tensor:
+    """(B, C, H, W) -> (B, n) numbers in (0, 1), a fixed function of each image's pixel sum
+    rounded to 1/4 (so that rounding noise between engines cannot change them; the hash
+    amplifies any difference 10^5-fold). No gradient flows through them."""
+    seed = torch.round(x.detach().flatten(1).sum(1, keepdim=True) * 4) / 4  # (B, 1)
+    k = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)
+    v = torch.sin(seed * 12.9898 + k * 78.233) * 43758.5453
+    return (v - torch.floor(v)).clamp(1e-6, 1 - 1e-6)
+
+
+def diff_augment(x: Tensor) -> Tensor:
+    """Translation by up to 1/8 of the side (edges repeated) and a cutout of 1/4 of the side."""
+    B, _, H, W = x.shape
+    u = content_uniforms(x, 4)
+    eye = torch.eye(2, 2, dtype=x.dtype, device=x.device).expand(B, 2, 2)
+    shift = (2 * u[:, :2, None] - 1) * 0.25  # (B, 2, 1) grid units: 1/8 of the side
+    grid = affine_grid(torch.cat([eye, shift], 2), H, W)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    rows = torch.arange(H, dtype=x.dtype, device=x.device)
+    cols = torch.arange(W, dtype=x.dtype, device=x.device)
+    cy, cx = u[:, 2:3] * H, u[:, 3:4] * W  # (B, 1)
+    inside_r = ((rows[None] - cy).abs() < H / 8).to(x.dtype)  # (B, H)
+    inside_c = ((cols[None] - cx).abs() < W / 8).to(x.dtype)  # (B, W)
+    return x * (1 - inside_r[:, None, :, None] * inside_c[:, None, None, :])
+
+
 def build_jitter(cfg: ArchConfig) -> GanPair:
-    return GanPair(JitterGenerator(cfg), PairDiscriminator(cfg), conditional=True)
+    return GanPair(
+        JitterGenerator(cfg), PairDiscriminator(cfg, augment=diff_augment), conditional=True
+    )
