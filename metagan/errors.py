@@ -9,6 +9,7 @@ file the toolkit writes goes through :func:`metagan.io.atomic_write`.
 from __future__ import annotations
 
 import math
+import operator
 import re
 
 
@@ -95,3 +96,26 @@ def cause(exc: BaseException) -> str:
     """``Type: first line of the message`` of an exception, for a one-line report."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def check_count(name: str, value, *, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int if it is an integer in [low, high], else a one-line ConfigError
+    (``sample(2.5)``, ``steps=-1``, ``True``): sizes and counts given to the Python API are
+    checked as the command line's flags are."""
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be {what}, got {value!r}") from None
+    if number < low:
+        raise ConfigError(f"{name} must be {what}, got {number}")
+    if high is not None and number > high:
+        raise ConfigError(f"{name} must be at most {high}, got {number}")
+    return number
+
+
+def check_seed(seed) -> int:
+    """A seed as the command line takes it: an integer in [0, SEED_MAX]."""
+    return check_count("seed", seed, low=0, high=SEED_MAX)

@@ -1,5 +1,6 @@
 """The plugin registry: loading, duplicates, suggestions, failures, disabling."""
 
+import inspect
 import types
 
 import pytest
@@ -130,6 +131,11 @@ def test_every_hook_is_documented():
         spec = getattr(hs, name)
         assert spec.__doc__ and "Added in" in spec.__doc__, name
         assert f"## `{name}(registry)`" in doc, f"docs/plugins.md has no section for {name}"
+    for name in plugins.LIFECYCLE_HOOKS:  # the exact signature as the heading
+        spec = getattr(hs, name)
+        assert spec.__doc__ and "Added in" in spec.__doc__, name
+        args = ", ".join(inspect.signature(spec).parameters)
+        assert f"### `{name}({args})`" in doc, f"docs/plugins.md has no section for {name}"
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp", "dagan", "fusion"])

@@ -1,6 +1,7 @@
 """A third-party plugin distribution, pip-installed, shows up and trains by name; a broken
 one is reported clearly without taking the others down."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,15 @@ import torch
 from conftest import cli_env
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    for name in ("metagan-halfstep", "metagan-broken", "metagan-anil", "metagan-clash"):
+    for name in (
+        "metagan-halfstep", "metagan-broken", "metagan-anil", "metagan-clash", "metagan-hooklogger"
+    ):  # fmt: skip
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
              "--no-compile", "--target", str(target / name), str(HERE / "plugins" / name)],
@@ -115,3 +119,44 @@ def test_a_name_two_plugins_register_does_not_take_commands_down(site, tmp_path)
     r = run(["train", "--algorithm", "algorithms:reptile", "--out", "c", *TINY], path, tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "c" / "checkpoint.pt").is_file()
+
+
+def test_a_logger_written_from_the_docs_receives_every_hook_of_a_run(site, tmp_path):
+    """tests/plugins/metagan-hooklogger is docs/plugins.md's lifecycle example verbatim;
+    pip-installed, it is called at every hook of a `metagan train`, at the steps the config
+    says, and what it adds to the rows reaches metrics.jsonl."""
+    from metagan import plugins
+
+    src = (HERE / "plugins" / "metagan-hooklogger" / "hooklogger" / "__init__.py").read_text()
+    assert src.split("\n", 2)[2].lstrip("\n") in (REPO / "docs" / "plugins.md").read_text()
+    path = str(site / "metagan-hooklogger")
+    r = run(["plugins"], path, tmp_path)
+    hooks = [h.removeprefix("metagan_") for h in plugins.LIFECYCLE_HOOKS]
+    line = next(x for x in r.stdout.splitlines() if "metagan-hooklogger==0.1.0" in x)
+    assert sorted(line.split("metagan-hooklogger==0.1.0")[1].strip().split(", ")) == sorted(hooks)
+    r = run(["train", "--algorithm", "fomaml", "--arch", "mlp", "--iterations", "3", "--out", "run",
+             "meta.tasks=2", "inner.steps=1", "model.width=8", "model.z_dim=16", "run.progress=false",
+             "run.sample_classes=2", "run.sample_num=2", "run.sample_every=2", "run.log_every=2",
+             "run.checkpoint_every=2"], path, tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "run"
+    assert "hooklogger: writing run/hooklogger.jsonl" in r.stdout  # run.out as given
+    events = [json.loads(x) for x in (out / "hooklogger.jsonl").read_text().splitlines()]
+    assert {e["hook"] for e in events} == set(hooks)
+    assert (events[0]["hook"], events[0]["step"]) == ("run_start", 0)
+    assert (events[-1]["hook"], events[-1]["step"], events[-1]["error"]) == ("run_end", 3, None)
+
+    def steps(hook):
+        return [e["step"] for e in events if e["hook"] == hook]
+
+    # expected from the config: 3 steps, log/checkpoint/sample every 2 and at the end
+    assert steps("meta_step_end") == [1, 2, 3]
+    assert steps("collect_metrics") == steps("log_metrics") == [2, 3]
+    assert steps("checkpoint_saved") == [2, 3]
+    assert steps("make_sample_grid") == steps("sample_grid") == [2, 3]
+    grids = [e["path"] for e in events if e["hook"] == "sample_grid"]
+    assert grids == [f"run/samples/step_{k:06d}.png" for k in (2, 3)]
+    assert all((tmp_path / g).is_file() for g in grids)
+    rows = [e["row"] for e in events if e["hook"] == "log_metrics"]
+    assert rows == [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["hooklogger_tasks"] == 2 and "memorisation" in row for row in rows)

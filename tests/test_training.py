@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_plugins import plugin
 
 from metagan import config
 from metagan.algorithm import MetaResult
@@ -125,3 +126,42 @@ def test_without_the_tensorboard_package_the_run_says_so_and_goes_on(tmp_path, m
     assert MISSING in lines and "pip install 'metagan[tensorboard]'" in MISSING
     assert not (tmp_path / "tensorboard").exists()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_a_plugin_stops_the_run_early_and_its_step_is_saved(tmp_path):
+    from metagan import plugins
+
+    def stop_at_two(trainer):
+        if trainer.step == 2:
+            trainer.request_stop("enough")
+
+    regs = plugins.load(extra=[("stopper", plugin(metagan_meta_step_end=stop_at_two))])
+    cfg = config.load(
+        None,
+        [*TINY, "meta.algorithm=fomaml", "meta.iterations=5", "run.checkpoint_every=10",
+         f"run.out={tmp_path}"],
+    )  # fmt: skip
+    lines = []
+    res = Trainer(cfg, Session(cfg, regs)).run(log=lines.append)
+    assert res.step == 2 and "stopped at step 2: enough" in lines
+    assert torch.load(res.checkpoint, weights_only=True)["step"] == 2
+    assert res.grid == tmp_path / "samples" / "step_000002.png" and res.grid.is_file()
+
+
+def test_an_exception_inside_a_plugin_hook_names_the_plugin(tmp_path):
+    from metagan import plugins
+    from metagan.errors import PluginError
+
+    def boom(row):
+        raise ValueError("cannot log")
+
+    regs = plugins.load(extra=[("badlogger", plugin(metagan_log_metrics=boom))])
+    cfg = config.load(
+        None, [*TINY, "meta.algorithm=fomaml", "meta.iterations=2", f"run.out={tmp_path / 'r'}"]
+    )
+    with pytest.raises(PluginError) as exc:
+        Trainer(cfg, Session(cfg, regs)).run(log=lambda line: None)
+    assert str(exc.value) == (
+        "plugin 'badlogger' raised in metagan_log_metrics: ValueError: cannot log"
+    )
+    assert not (tmp_path / "r").exists()  # nothing half-written: the folder it made is gone

@@ -1,0 +1,148 @@
+"""``metagan adapt`` and ``metagan sample``: a checkpoint to samples, adapted or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from metagan import memory
+from metagan.cli._args import checkpoint_arg, positive, seed_arg, slug, write_samples
+from metagan.errors import ConfigError, DataError
+from metagan.io import check_writable
+
+
+def add_parsers(sub) -> None:
+    a = sub.add_parser("adapt", help="adapt a checkpoint to K images and sample")
+    a.add_argument("--checkpoint", type=checkpoint_arg, required=True)
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", type=Path, help="folder with your K images of one class")
+    src.add_argument(
+        "--class",
+        dest="class_name",
+        help="a class of the checkpoint's dataset, named GROUP/CLASS: e.g. "
+        "alphabet01/character01 (glyphs) or Greek/character03 (omniglot)",
+    )
+    src.add_argument(
+        "--unseen",
+        type=positive("--unseen"),
+        metavar="N",
+        help="the first N meta-test classes of the checkpoint's dataset, adapted at once",
+    )
+    a.add_argument(
+        "--shots",
+        type=positive("--shots"),
+        default=None,
+        help="K images to adapt on (default: the checkpoint's)",
+    )
+    a.add_argument(
+        "--steps",
+        type=positive("--steps", 10_000),
+        default=None,
+        help="inner steps (default: the checkpoint's)",
+    )
+    a.add_argument("--num", type=positive("--num"), default=16, help="samples to write")
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--seed", type=seed_arg, default=0)
+    a.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="inner.key=value",
+        help="adapt differently than trained, e.g. inner.lr_g=0.01",
+    )
+    a.set_defaults(func=cmd_adapt)
+
+    s = sub.add_parser("sample", help="sample the meta-learned (unadapted) generator")
+    s.add_argument("--checkpoint", type=checkpoint_arg, required=True)
+    s.add_argument(
+        "--images", type=Path,
+        help="folder with images of one class to condition on (conditional architectures only; all are used)",
+    )  # fmt: skip
+    s.add_argument("--num", type=positive("--num"), default=16)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=seed_arg, default=0)
+    s.set_defaults(func=cmd_sample)
+
+
+def cmd_adapt(args, regs) -> int:
+    from metagan.adaptation import adapt_and_sample, load_session, read_shots
+    from metagan.data.images import save_grid
+    from metagan.io import atomic_write
+
+    check_writable(args.out, "--out")
+    s, params = load_session(args.checkpoint, regs, overrides=args.overrides, num=args.num)
+    K = args.shots or s.cfg.data.shots
+    steps = args.steps or s.cfg.inner.steps
+    size, invert = s.cfg.data.image_size, s.cfg.data.invert
+    if args.images is not None:
+        shots = read_shots(args.images, K, size, invert)  # (1, K, C, H, W)
+        names = [args.images.name]
+    else:
+        if args.class_name is not None:
+            classes = [s.dataset.class_index(args.class_name)]
+        else:
+            if not s.split[1]:
+                raise ConfigError(
+                    f"{args.checkpoint} was trained on every class of its dataset "
+                    "(data.test_fraction = 0): it has no unseen classes; adapt it to your own "
+                    "drawings with --images DIR, or to one class with --class NAME"
+                )
+            classes = s.split[1][: args.unseen]
+        gen = torch.Generator().manual_seed(args.seed)
+        rows = []
+        for idx in classes:
+            imgs = s.cache.get(idx)
+            if imgs.shape[0] < K:
+                raise DataError(
+                    f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}"
+                )
+            rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
+        shots = torch.stack(rows)  # (T, K, C, H, W)
+        names = [s.dataset.classes[i].name for i in classes]
+    memory.check_sampling(s.footprint, shots.shape[0], args.num, s.cfg, s.device)
+    samples = adapt_and_sample(s, params, shots.to(s.device), args.num, seed=args.seed, steps=steps)
+    for name, gen_imgs in zip(names, samples):
+        write_samples(args.out if len(names) == 1 else args.out / slug(name), gen_imgs, invert)
+    grid = args.out / "grid.png"
+    rows = [torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)]
+    save_grid(rows, grid, invert=invert, split=K, labels=names)
+    with atomic_write(args.out / "adapt.txt", "w") as f:
+        f.write(
+            f"checkpoint = {args.checkpoint}\nclasses = {names}\nshots = {K}\nsteps = {steps}\nseed = {args.seed}\n"
+        )
+    print(
+        f"adapted to {len(names)} class(es) on {K} shots for {steps} steps; wrote {args.num} samples each to {args.out}"
+    )
+    print(f"grid (each row: its class, {K} shots | {args.num} samples): {grid}")
+    return 0
+
+
+def cmd_sample(args, regs) -> int:
+    from metagan.adaptation import load_session, read_shots
+    from metagan.data.images import save_grid
+
+    check_writable(args.out, "--out")
+    s, params = load_session(args.checkpoint, regs, num=args.num)
+    arch, invert = s.cfg.model.arch, s.cfg.data.invert
+    if s.engine.conditional and args.images is None:
+        raise ConfigError(
+            f"architecture {arch!r} is conditioned on shots; give --images DIR with images of one class"
+        )
+    if not s.engine.conditional and args.images is not None:
+        raise ConfigError(f"architecture {arch!r} is not conditional; drop --images")
+    shots = None
+    if args.images is not None:  # every image of the folder: (1, K, C, H, W)
+        shots = read_shots(args.images, 1, s.cfg.data.image_size, invert, all_images=True)
+        shots = shots.to(s.device)
+    gen = torch.Generator().manual_seed(args.seed)
+    z = torch.randn(1, args.num, s.cfg.model.z_dim, generator=gen).to(s.device)
+    with torch.no_grad():
+        samples = s.engine.generate(params["g"].detach()[None], z, shots)[0].cpu()
+    write_samples(args.out, samples, invert)
+    row = samples if shots is None else torch.cat([shots[0].cpu(), samples])
+    split = 0 if shots is None else shots.shape[1]  # a line between the shots and the samples
+    save_grid([row], args.out / "grid.png", invert=invert, split=split)
+    print(
+        f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"
+    )
+    return 0
