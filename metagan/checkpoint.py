@@ -121,7 +121,11 @@ def read(path: str | Path, what: str, written_by: str) -> Any:
     """``torch.load(weights_only=True)`` of a file; missing or corrupt is a one-line
     CheckpointError naming ``what`` it should be and the command that writes one."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long, a loop of links
+        raise CheckpointError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if not found:
         raise CheckpointError(f"{what} {path} does not exist; write one with `{written_by}`")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

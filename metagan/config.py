@@ -110,6 +110,8 @@ class RunConfig:
     tensorboard: bool = False
 
     def __post_init__(self):
+        if not self.out.strip():  # "" would be the current folder, never meant
+            raise ConfigError("run.out is empty; give the run's output folder, e.g. --out runs/r1")
         if self.engine not in ("batched", "sequential"):
             raise ConfigError(f"run.engine must be 'batched' or 'sequential', got {self.engine!r}")
         if self.cuda_graph and (not self.device.startswith("cuda") or self.engine != "batched"):

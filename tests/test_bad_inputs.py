@@ -202,6 +202,11 @@ CASES = [  # (id, argv, a fragment the one line must contain)
     ("train-out-under-dangling-symlink", ["train", *TINY, "--out", "{dangling}/run"], "which does not exist"),
     ("train-out-1-mb", ["train", *TINY, "--out", "r" * 1_000_000], "File name too long"),  # the
     ("train-out-1-mb-key", ["train", *TINY, "run.out=" + "r" * 1_000_000], "characters]"),  # issue's 10 MB, smaller
+    ("train-out-empty", ["train", *TINY, 'run.out=""'], "run.out is empty"),
+    ("train-out-lock-a-folder", ["train", *TINY, "--out", "{lock_a_folder}"], "cannot be used: Is a directory"),
+    ("ckpt-path-10k", ["adapt", "--checkpoint", "c" * 10_000, "--unseen", "2", "--out", "{out}"], "cannot be read: File name too long"),
+    ("resume-path-10k", ["train", "--resume", "c" * 10_000], "cannot be read: File name too long"),
+    ("ckpt-float64-no-digest", ["sample", "--checkpoint", "{float64}", "--out", "{out}"], "parameters 'g' are float64"),
     ("adapt-out-dangling-symlink", [*UNSEEN[:4], "{dangling}", "--unseen", "2"], "is a symbolic link to"),
     # -- images: too small, too large ------------------------------------------------------------
     ("images-1x1", [*ADAPT, "--images", "{dots}"], "is 1x1 pixels, too small to hold a drawing; images must be at least 8x8"),
@@ -330,6 +335,13 @@ def env(tmp_path_factory):
     torch.save({**good, "params": {k: v.to(torch.int64) for k, v in good["params"].items()}},
                root / "int64.pt")  # fmt: skip
     variant("int64_bare.pt", as_int64, digest=False)
+    variant(
+        "float64.pt",
+        lambda s: s.update(params={k: v.double() for k, v in s["params"].items()}),
+        digest=False,
+    )
+    (root / "lock_a_folder" / rundir.LOCK).mkdir(parents=True)
+    paths["lock_a_folder"] = root / "lock_a_folder"
     torch.save({**good, "step": 2}, root / "step_edited.pt")
     paths.update(int64=root / "int64.pt", step_edited=root / "step_edited.pt")
     paths["flipped"] = flip_bits(ckpt, root / "flipped.pt", good["params"]["g"], 200)

@@ -48,7 +48,11 @@ def resolve(checkpoint: str | os.PathLike) -> Path:
     """A checkpoint argument → its file: an existing file, a path-like string (left for the
     checkpoint reader to report if missing), or else a shipped checkpoint's name."""
     p = Path(checkpoint)
-    if p.exists() or isinstance(checkpoint, Path) or _looks_like_path(str(checkpoint)):
+    try:
+        exists = p.exists()
+    except OSError:  # a name too long: a path, for the checkpoint reader to report
+        return p
+    if exists or isinstance(checkpoint, Path) or _looks_like_path(str(checkpoint)):
         return p
     return path(str(checkpoint))
 
