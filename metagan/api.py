@@ -102,7 +102,7 @@ class FewShotGenerator:
             converted as the training data was (grey, squared, resized, inverted when
             ``config.data.invert``).
         """
-        from metagan.data.images import open_image, to_tensor
+        from metagan.data.images import check_min_size, open_image, to_tensor
 
         cfg = self.config.data
         if isinstance(images, Tensor):
@@ -117,6 +117,8 @@ class FewShotGenerator:
                 raise ConfigError("pass images as all tensors or all PIL images/paths, not mixed")
             else:
                 pil = [i if isinstance(i, Image.Image) else open_image(Path(i)) for i in items]
+                for n, im in enumerate(pil):  # files were checked as they were read
+                    check_min_size(f"number {n} of the images given", im.size)
                 x = to_tensor(pil, cfg.image_size, invert=cfg.invert)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or x.shape[0] < 1:
             raise ConfigError(

@@ -44,7 +44,7 @@ def digest(state: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())  # the bytes, not a copy
             tensors[name] = [_dtype(t), list(t.shape), h.hexdigest()]
         else:
             data.update(f"{name}={type(value).__name__}:{value!r}\n".encode())

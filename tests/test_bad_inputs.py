@@ -889,12 +889,15 @@ def test_overwrite_replaces_a_run_and_resume_continues_it(tmp_path, capsys):
 
 def test_the_python_api_refuses_the_same(env, tmp_path):
     import metagan
-    from metagan.errors import CheckpointError, ConfigError
+    from metagan.errors import CheckpointError, ConfigError, DataError
 
     with pytest.raises(CheckpointError, match="tensor 'params/g' differs from the digest"):
         metagan.load(env["shipped_flipped"])
     with pytest.raises(CheckpointError, match="parameters 'g' are int64"):
         metagan.load(env["int64_bare"])
+    dots = [Image.new("L", (1, 1), 0)] * 5  # five 1x1 shots, as PIL images
+    with pytest.raises(DataError, match="is 1x1 pixels, too small to hold a drawing"):
+        metagan.load(env["ckpt"]).adapt(dots)
     with pytest.raises(ConfigError, match="already holds a run"):
         metagan.train(overrides=[*TINY[4:], f"run.out={env['run']}"])
     with pytest.raises(ConfigError, match="is in use by another metagan run"):

@@ -215,7 +215,7 @@ def open_image(path: Path | str, data: bytes | None = None) -> Image.Image:
     """
     with _reading(path):
         with Image.open(path if data is None else io.BytesIO(data)) as img:
-            _check_min_size(path, img.size)
+            check_min_size(path, img.size)
             img.load()
             return to_gray(img).copy()
 
@@ -224,10 +224,12 @@ def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
     with _reading(path):
         with Image.open(path) as img:
-            return _check_min_size(path, img.size)
+            return check_min_size(path, img.size)
 
 
-def _check_min_size(path, size: tuple[int, int]) -> tuple[int, int]:
+def check_min_size(path, size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` (width, height) of image ``path``, or a DataError if a side is below
+    :data:`MIN_IMAGE_SIDE`."""
     if min(size) < MIN_IMAGE_SIDE:
         raise DataError(
             f"image {str(path)!r} is {size[0]}x{size[1]} pixels, too small to hold a drawing; "
