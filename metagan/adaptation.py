@@ -3,9 +3,10 @@
 One room for everything that happens after meta-training:
 
 * :func:`load_session`: a checkpoint → its :class:`~metagan.session.Session` and meta-parameters;
-* :func:`read_shots`: K image files of one class → a shots tensor ``(1, K, C, H, W)``;
+* :func:`read_shots`: the first K image files of a folder (``--images DIR``);
 * :func:`adapt_and_generate` / :func:`adapt_and_sample`: adapt every task's generator to its
   shots through the algorithm's (batched) inner loop, then draw samples;
+* :class:`SeededStream`: the one seeded recipe (inner-loop noise, then z) every path uses;
 * :func:`nearest_shot_distance`: how close samples stay to their shots.
 
 Training's loggers (sample grids, the logged memorisation), the ``adapt`` and ``sample`` commands,
@@ -45,6 +46,8 @@ def load_session(
     Parameters that are not finite are refused (:func:`metagan.checkpoint.check_params`).
     """
     ckpt = checkpoint.load(path) if ckpt is None else ckpt
+    registries = registries or plugins.get()
+    checkpoint.check_plugins(path, ckpt, registries)  # a missing plugin is named
     bad = [o for o in overrides if not o.startswith("inner.")]
     if bad:
         raise ConfigError(f"adapt takes only inner.* overrides (how to adapt), got {bad[0]!r}")
@@ -55,24 +58,22 @@ def load_session(
     if num is not None:  # one class at least
         m = cfg.model
         arch = ArchConfig(image_size=cfg.data.image_size, z_dim=m.z_dim, width=m.width)
-        fp = memory.footprint((registries or plugins.get()).architectures.get(m.arch), arch)
+        fp = memory.footprint(registries.architectures.get(m.arch), arch)
         memory.check_sampling(fp, 1, num, cfg, cfg.run.device)
     s = Session(cfg, registries, check_memory=False)  # adapting needs no meta-batch
     return s, s.load_params(path, ckpt)
 
 
-def read_shots(
-    folder: Path, k: int, size: int, invert: bool, *, all_images: bool = False
-) -> Tensor:
-    """The first ``k`` (or, with ``all_images``, every) image of ``folder``: (1, K, C, H, W)."""
-    from metagan.data.images import read_image_dir, to_tensor
+def read_shots(folder: Path, k: int | None = None) -> list:
+    """The first ``k`` (None: every) image of ``folder``, as PIL images (``--images DIR``)."""
+    from metagan.data.images import read_image_dir
 
     images = read_image_dir(folder)
-    if len(images) < k:
+    if k is not None and len(images) < k:
         raise DataError(
             f"--images {folder} holds {len(images)} images but --shots is {k}; add images or lower --shots"
         )
-    return to_tensor(images if all_images else images[:k], size, invert=invert)[None]
+    return images if k is None else images[:k]
 
 
 def adapt_and_generate(
@@ -96,29 +97,41 @@ def adapt_and_generate(
 def adapt_and_sample(
     s: Session, params, shots: Tensor, num: int, *, seed: int, steps: int | None = None
 ) -> Tensor:
-    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W).
-
-    One seeded stream gives the inner-loop noise, then the samples' z: what ``metagan adapt``
-    writes and what :meth:`metagan.api.FewShotGenerator.adapt` then ``.sample`` return.
-    """
+    """Adapt to each task's shots (T, K, C, H, W) and draw ``num`` samples each: (T, num, C, H, W)
+    on the CPU, from the one seeded recipe (:class:`SeededStream`): the training grids'."""
     T, K = shots.shape[:2]
     steps = s.cfg.inner.steps if steps is None else steps
-    gen = torch.Generator().manual_seed(seed)
-    inner = draw_inner_noise(s, T, K, steps, gen)
-    z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen)
+    stream = SeededStream(seed)
+    inner = stream.inner_noise(s, T, K, steps)
+    z = stream.z(s, T, num)
     images, _ = adapt_and_generate(s, params, shots, inner, z, steps=steps)
     return images.cpu()
 
 
-def draw_inner_noise(s: Session, tasks: int, shots: int, steps: int, gen) -> Tensor:
-    """The inner loop's noise for ``tasks`` tasks of ``shots`` shots: (steps, T, B, Z).
+class SeededStream:
+    """THE seeded recipe behind "the same samples for the same seed": one generator seeded with
+    ``seed`` gives first the inner loop's noise, then the samples' z.
 
-    Drawn as :meth:`Noise.draw` draws it (the outer z too, unused here), so that the stream
-    ``gen`` continues exactly where it would after a training-style draw.
+    Every path that adapts and samples draws through it: the Python API
+    (:meth:`metagan.api.FewShotGenerator.adapt` then ``.sample``, and ``sample``), hence
+    ``metagan adapt`` and ``metagan sample``; training's sample grids
+    (:func:`adapt_and_sample`); evaluation's checkpoint rows (:mod:`metagan.eval.sources`).
     """
-    return Noise.draw(
-        steps, tasks, s.engine.fake_batch(shots), s.cfg.model.z_dim, generator=gen
-    ).inner
+
+    def __init__(self, seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def inner_noise(self, s: Session, tasks: int, shots: int, steps: int) -> Tensor:
+        """The inner loop's noise for ``tasks`` tasks of ``shots`` shots: (steps, T, B, Z), on
+        the CPU. Drawn as :meth:`Noise.draw` draws it (the outer z too, unused here), so the
+        stream continues exactly where it would after a training-style draw."""
+        return Noise.draw(
+            steps, tasks, s.engine.fake_batch(shots), s.cfg.model.z_dim, generator=self.gen
+        ).inner
+
+    def z(self, s: Session, tasks: int, num: int) -> Tensor:
+        """The latent codes of ``num`` samples for each of ``tasks`` tasks: (T, num, Z), CPU."""
+        return torch.randn(tasks, num, s.cfg.model.z_dim, generator=self.gen)
 
 
 def nearest_shot_distance(x: Tensor, shots: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from metagan.errors import ConfigError, check_range
+from metagan.errors import ConfigError, MetaganError, PluginError, cause, check_range
 from metagan.inner import Adapted, Engine, InnerConfig, Noise
 
 META_GRADIENTS = ("separate", "summed")
@@ -86,6 +86,7 @@ class Algorithm:
     """
 
     name = "algorithm"
+    plugin: str | None = None  # the plugin that registered it (set by the Session)
     needs_query = True  # uses the query images for the outer loss
     trains = True  # False: there is nothing to meta-train (the `scratch` baseline)
     # The values of ``meta.meta_gradient`` this algorithm computes (MetaConfig, META_GRADIENTS).
@@ -137,18 +138,33 @@ class Algorithm:
         and the meta-gradient is recomputed over the remaining tasks; with none left, the
         result has ``grads=None`` and the trainer skips the step.
         """
-        res = self.meta_gradients(params, batch, noise, engine)
+        res = self._meta_gradients(params, batch, noise, engine)
         if bool(res.finite.all()):
             return res
         keep = res.finite.nonzero().squeeze(1)
         dropped = res.finite.numel() - keep.numel()
         if keep.numel() == 0:
             return MetaResult(None, res.finite, res.stats, dropped)
-        sub = self.meta_gradients(params, select_tasks(batch, keep), noise.select(keep), engine)
+        sub = self._meta_gradients(params, select_tasks(batch, keep), noise.select(keep), engine)
         sub.dropped = dropped + int((~sub.finite).sum())
         if not bool(sub.finite.all()):
             sub.grads = None
         return sub
+
+    def _meta_gradients(self, params, batch, noise, engine) -> MetaResult:
+        """:meth:`meta_gradients`; an exception raised inside it (not a user error, not running
+        out of memory) becomes a one-line PluginError naming the algorithm and its plugin."""
+        try:
+            return self.meta_gradients(params, batch, noise, engine)
+        except (MetaganError, MemoryError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the plugin's fault, named
+            if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+                raise
+            who = f" (plugin {self.plugin!r})" if self.plugin else ""
+            raise PluginError(
+                f"algorithm {self.name!r}{who} raised in meta_gradients: {cause(exc)}"
+            ) from exc
 
     def adapt(
         self,

@@ -238,3 +238,32 @@ def check_optimizer(path: str | Path, params: dict[str, torch.Tensor], opt) -> N
                     f"{names.get(id(p), '?')!r} has shape {tuple(v.shape)}, but the parameters have "
                     f"{tuple(p.shape)}; resume from the checkpoint as metagan wrote it"
                 )
+
+
+def check_plugins(path: str | Path, ckpt: dict[str, Any], registries) -> None:
+    """Every named component the checkpoint was made with (``ckpt["plugins"]``: kind → name,
+    plugin, distribution and version, recorded by the trainer) is registered now; one that is
+    not is refused in one line naming its plugin and what to install. Checkpoints written
+    before the record existed are left to the usual unknown-name error."""
+    made = ckpt.get("plugins")
+    if not isinstance(made, dict):
+        return
+    kinds = {
+        "algorithm": registries.algorithms,
+        "architecture": registries.architectures,
+        "dataset": registries.datasets,
+        "loss": registries.losses,
+    }
+    for kind, rec in made.items():
+        if kind not in kinds or not isinstance(rec, dict) or rec.get("name") in kinds[kind]:
+            continue
+        plugin, dist, version = rec.get("plugin"), rec.get("dist"), rec.get("version")
+        where = f"plugin {plugin!r}" + (f" ({dist}=={version})" if dist else "")
+        if plugin in registries.disabled:
+            todo = f"it is disabled: drop --disable-plugin {plugin}"
+        else:
+            todo = f"it is not installed: pip install {dist or plugin}"
+        raise CheckpointError(
+            f"checkpoint {path} was made with {kind} {rec.get('name')!r} from {where}; {todo} "
+            "(metagan plugins lists what is installed)"
+        )

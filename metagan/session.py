@@ -49,6 +49,7 @@ class Session:
         self.engine: Engine = ENGINES[cfg.run.engine](pair, loss, cfg.inner)
         self.algorithm: Algorithm = self.algorithm_cls(meta=cfg.meta, inner=cfg.inner)
         self.algorithm.name = cfg.meta.algorithm
+        self.algorithm.plugin = regs.algorithms.entry(cfg.meta.algorithm).plugin
         check_query(self.algorithm, cfg.data.queries)
 
     # -- meta-parameters -------------------------------------------------------------------
@@ -108,6 +109,26 @@ class Session:
         seed = self.cfg.run.seed if which == "train" else self.cfg.run.seed + 1
         q = d.queries if queries is None else queries
         return TaskSampler(self.cache, classes, shots=d.shots, queries=q, seed=seed)
+
+    def provenance(self) -> dict[str, dict[str, str]]:
+        """Which plugin (distribution, version) made each named component: kept in checkpoints
+        so that loading one without that plugin names it (:func:`checkpoint.check_plugins`)."""
+        c, r = self.cfg, self.registries
+        out = {}
+        for kind, reg, name in (
+            ("algorithm", r.algorithms, c.meta.algorithm),
+            ("architecture", r.architectures, c.model.arch),
+            ("dataset", r.datasets, c.data.dataset),
+            ("loss", r.losses, c.model.loss),
+        ):
+            e = reg.entry(name)
+            out[kind] = {
+                "name": name,
+                "plugin": e.plugin,
+                "dist": e.dist or "",
+                "version": e.version or "",
+            }
+        return out
 
     def header(self) -> list[str]:
         """The log header: versions, plugins and the op backend in use."""

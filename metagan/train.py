@@ -298,6 +298,7 @@ class Trainer:
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optimizer": self.opt.state_dict(),
             "step": self.step,
+            "plugins": self.s.provenance(),  # named components → the plugin that made each
             "rng": {
                 "noise": self.noise_gen.get_state(),
                 "tasks": self.train_tasks.state_dict() if self.train_tasks is not None else {},

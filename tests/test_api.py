@@ -159,3 +159,91 @@ def test_docs_api_examples_run(tmp_path, monkeypatch):
     for i, code in enumerate(blocks):
         exec(compile(code, f"docs/api.md python block {i + 1}", "exec"), ns)  # noqa: S102
     assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").is_file()
+
+
+def test_bad_inputs_through_the_api_are_one_clear_exception(run, tmp_path):
+    """The issue's list, each one exception of the CLI's types with a one-line message."""
+    from metagan.errors import DataError
+
+    tmp, res = run
+    g = metagan.load(res.checkpoint)
+    paths = _shot_files(tmp_path / "shots")
+    with pytest.raises(ConfigError, match=r"^num 1000000000 for 1 class\(es\) needs at least"):
+        g.sample(10**9)  # refused with an estimate, before anything is allocated
+    with pytest.raises(ConfigError, match=r"^num must be a positive integer, got 2\.5$"):
+        g.sample(2.5)
+    with pytest.raises(ConfigError, match=r"^steps must be an integer >= 0, got -1$"):
+        g.adapt(paths, steps=-1)
+    with pytest.raises(ConfigError, match=r"^seed must be an integer >= 0"):
+        g.sample(2, seed=-1)
+    with pytest.raises(ConfigError, match="is not conditional"):
+        g.sample(2, shots=paths)
+    x = g.images(paths)  # (3, 1, 28, 28) in the model's range: bright strokes on -1
+    unit = (1 - x) / 2  # the same drawings as [0, 1] dark-on-white tensors (torchvision's habit)
+    with pytest.raises(DataError, match=r"look like \[0, 1\] values.*pass 1 - 2 \* x"):
+        g.adapt(unit)
+    # the mapping the message gives restores the model's input exactly
+    torch.testing.assert_close(
+        g.adapt(1 - 2 * unit, steps=2, seed=7).sample(3),
+        g.adapt(paths, steps=2, seed=7).sample(3),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(DataError, match=r"^image values must be in \[-1, 1\]"):
+        g.adapt(x * 255)
+    nan = x.clone()
+    nan[0, 0, 3, 3] = float("nan")
+    with pytest.raises(DataError, match=r"^images contain 1 non-finite value\(s\) \(NaN or inf\)"):
+        g.adapt(nan)
+    # one path is one image (not a sequence of characters); a folder is every image in it
+    one = g.adapt(str(paths[0]), seed=1)
+    assert one.shots.shape == (1, 1, 28, 28)
+    torch.testing.assert_close(one.sample(2), g.adapt([paths[0]], seed=1).sample(2))
+    folder = g.adapt(tmp_path / "shots", seed=1)
+    torch.testing.assert_close(folder.sample(2), g.adapt(paths, seed=1).sample(2))
+
+
+def test_sample_through_the_api_is_the_sample_command(run, tmp_path):
+    _, res = run
+    out = tmp_path / "s"
+    assert main(["sample", "--checkpoint", str(res.checkpoint), "--num", "3", "--seed", "5",
+                 "--out", str(out)]) == 0  # fmt: skip
+    g = metagan.load(res.checkpoint)
+    written = [np.asarray(Image.open(out / f"sample_{i:03d}.png")) for i in range(3)]
+    pil = g.to_pil(g.sample(3, seed=5))
+    assert all(np.array_equal(np.asarray(p), w) for p, w in zip(pil, written))
+
+
+def test_plugin_problems_are_visible_in_python(run, monkeypatch):
+    """A plugin that failed to load warns (the CLI prints the same line); a checkpoint made
+    with a plugin that is missing names it; a plugin algorithm's exception names it."""
+    import types
+
+    from metagan import plugins
+    from metagan.api import PluginLoadWarning
+    from metagan.errors import PluginError
+
+    _, res = run
+    broken = types.ModuleType("broken")
+    broken.metagan_register_losses = plugins.hookimpl(lambda registry: 1 / 0)
+    regs = plugins.load(extra=[("broken", broken)])
+    monkeypatch.setattr(plugins, "get", lambda *a, **k: regs)
+    with pytest.warns(PluginLoadWarning, match=r'^Error loading plugin "broken".*ZeroDivision'):
+        metagan.load(res.checkpoint)
+    ckpt = torch.load(res.checkpoint, weights_only=True)
+    made = ckpt["plugins"]["algorithm"]
+    assert (made["plugin"], made["dist"]) == ("algorithms", "metagan")
+    without = plugins.load(disabled=["algorithms"])
+    with pytest.raises(CheckpointError) as e:
+        metagan.load(res.checkpoint, registries=without)
+    assert f"made with algorithm {made['name']!r} from plugin 'algorithms' (metagan==" in str(
+        e.value
+    )
+    assert "drop --disable-plugin algorithms" in str(e.value)
+    # an exception inside a plugin algorithm's meta_gradients names the algorithm and plugin
+    g = metagan.load(res.checkpoint, registries=regs)
+    alg = g.session.algorithm
+    monkeypatch.setattr(alg, "meta_gradients", lambda *a: [][1])
+    with pytest.raises(PluginError, match=r"^algorithm '\w+' \(plugin 'algorithms'\) raised in "
+                       r"meta_gradients: IndexError: list index out of range$"):  # fmt: skip
+        alg.step(g.params, None, None, g.session.engine)

@@ -1,4 +1,6 @@
-"""``metagan adapt`` and ``metagan sample``: a checkpoint to samples, adapted or not."""
+"""``metagan adapt`` and ``metagan sample``: a checkpoint to samples, adapted or not, through
+the Python API (:class:`metagan.api.FewShotGenerator`), so both give the same samples for the
+same seed and make the same checks."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import torch
 
 from metagan import memory
+from metagan.api import FewShotGenerator
 from metagan.cli._args import checkpoint_arg, positive, seed_arg, slug, write_samples
 from metagan.errors import ConfigError, DataError
 from metagan.io import check_writable
@@ -65,46 +68,31 @@ def add_parsers(sub) -> None:
 
 
 def cmd_adapt(args, regs) -> int:
-    from metagan.adaptation import adapt_and_sample, load_session, read_shots
+    """``metagan adapt``: :meth:`FewShotGenerator.adapt` (``--images``) or
+    :meth:`FewShotGenerator.adapt_classes` (``--class``, ``--unseen``), then ``.sample``."""
+    from metagan.adaptation import load_session, read_shots
     from metagan.data.images import save_grid
     from metagan.io import atomic_write
 
     check_writable(args.out, "--out")
     s, params = load_session(args.checkpoint, regs, overrides=args.overrides, num=args.num)
+    g = FewShotGenerator(s, params, args.checkpoint)
     K = args.shots or s.cfg.data.shots
     steps = args.steps or s.cfg.inner.steps
-    size, invert = s.cfg.data.image_size, s.cfg.data.invert
+    invert = s.cfg.data.invert
     if args.images is not None:
-        shots = read_shots(args.images, K, size, invert)  # (1, K, C, H, W)
-        names = [args.images.name]
+        adapted = g.adapt(read_shots(args.images, K), steps=steps, seed=args.seed)
+        shots, names = adapted.shots[None], [args.images.name]  # (1, K, C, H, W)
     else:
-        if args.class_name is not None:
-            classes = [s.dataset.class_index(args.class_name)]
-        else:
-            if not s.split[1]:
-                raise ConfigError(
-                    f"{args.checkpoint} was trained on every class of its dataset "
-                    "(data.test_fraction = 0): it has no unseen classes; adapt it to your own "
-                    "drawings with --images DIR, or to one class with --class NAME"
-                )
-            classes = s.split[1][: args.unseen]
-        gen = torch.Generator().manual_seed(args.seed)
-        rows = []
-        for idx in classes:
-            imgs = s.cache.get(idx)
-            if imgs.shape[0] < K:
-                raise DataError(
-                    f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}"
-                )
-            rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
-        shots = torch.stack(rows)  # (T, K, C, H, W)
-        names = [s.dataset.classes[i].name for i in classes]
-    memory.check_sampling(s.footprint, shots.shape[0], args.num, s.cfg, s.device)
-    samples = adapt_and_sample(s, params, shots.to(s.device), args.num, seed=args.seed, steps=steps)
+        shots, names = _dataset_shots(args, s, K)  # (T, K, C, H, W)
+        memory.check_sampling(s.footprint, shots.shape[0], args.num, s.cfg, s.device)
+        adapted = g.adapt_classes(shots, steps=steps, seed=args.seed)
+    samples = adapted.sample(args.num).cpu()
+    samples = samples[None] if args.images is not None else samples  # (T, num, C, H, W)
     for name, gen_imgs in zip(names, samples):
         write_samples(args.out if len(names) == 1 else args.out / slug(name), gen_imgs, invert)
     grid = args.out / "grid.png"
-    rows = [torch.cat([k, g]) for k, g in zip(shots.cpu(), samples)]
+    rows = [torch.cat([k, x]) for k, x in zip(shots.cpu(), samples)]
     save_grid(rows, grid, invert=invert, split=K, labels=names)
     with atomic_write(args.out / "adapt.txt", "w") as f:
         f.write(
@@ -117,30 +105,45 @@ def cmd_adapt(args, regs) -> int:
     return 0
 
 
+def _dataset_shots(args, s, K: int) -> tuple[torch.Tensor, list[str]]:
+    """K seeded shots of each class ``--class`` or ``--unseen`` names: (T, K, C, H, W), names."""
+    if args.class_name is not None:
+        classes = [s.dataset.class_index(args.class_name)]
+    else:
+        if not s.split[1]:
+            raise ConfigError(
+                f"{args.checkpoint} was trained on every class of its dataset "
+                "(data.test_fraction = 0): it has no unseen classes; adapt it to your own "
+                "drawings with --images DIR, or to one class with --class NAME"
+            )
+        classes = s.split[1][: args.unseen]
+    gen = torch.Generator().manual_seed(args.seed)
+    rows = []
+    for idx in classes:
+        imgs = s.cache.get(idx)
+        if imgs.shape[0] < K:
+            raise DataError(
+                f"class {s.dataset.classes[idx].name!r} has {imgs.shape[0]} images, fewer than --shots {K}"
+            )
+        rows.append(imgs[torch.randperm(imgs.shape[0], generator=gen)[:K]])
+    return torch.stack(rows), [s.dataset.classes[i].name for i in classes]
+
+
 def cmd_sample(args, regs) -> int:
+    """``metagan sample``: :meth:`FewShotGenerator.sample`."""
     from metagan.adaptation import load_session, read_shots
     from metagan.data.images import save_grid
 
     check_writable(args.out, "--out")
     s, params = load_session(args.checkpoint, regs, num=args.num)
-    arch, invert = s.cfg.model.arch, s.cfg.data.invert
-    if s.engine.conditional and args.images is None:
-        raise ConfigError(
-            f"architecture {arch!r} is conditioned on shots; give --images DIR with images of one class"
-        )
-    if not s.engine.conditional and args.images is not None:
-        raise ConfigError(f"architecture {arch!r} is not conditional; drop --images")
-    shots = None
-    if args.images is not None:  # every image of the folder: (1, K, C, H, W)
-        shots = read_shots(args.images, 1, s.cfg.data.image_size, invert, all_images=True)
-        shots = shots.to(s.device)
-    gen = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(1, args.num, s.cfg.model.z_dim, generator=gen).to(s.device)
-    with torch.no_grad():
-        samples = s.engine.generate(params["g"].detach()[None], z, shots)[0].cpu()
+    g = FewShotGenerator(s, params, args.checkpoint)
+    invert = s.cfg.data.invert
+    pil = None if args.images is None else read_shots(args.images)  # every image of the folder
+    samples = g.sample(args.num, seed=args.seed, shots=pil).cpu()
     write_samples(args.out, samples, invert)
-    row = samples if shots is None else torch.cat([shots[0].cpu(), samples])
-    split = 0 if shots is None else shots.shape[1]  # a line between the shots and the samples
+    shots = None if pil is None else g.images(pil).cpu()  # (K, C, H, W)
+    row = samples if shots is None else torch.cat([shots, samples])
+    split = 0 if shots is None else shots.shape[0]  # a line between the shots and the samples
     save_grid([row], args.out / "grid.png", invert=invert, split=split)
     print(
         f"wrote {args.num} samples of the meta-learned generator to {args.out}; grid: {args.out / 'grid.png'}"

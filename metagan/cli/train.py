@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metagan import checkpoint, config, distributed
+from metagan import api, config
 from metagan.algorithm import ITERATIONS_MAX
 from metagan.cli._args import checkpoint_arg, log, positive, seed_arg, toml_value
-from metagan.io import check_writable
 
 
 def add_parser(sub) -> None:
@@ -52,6 +51,8 @@ def add_parser(sub) -> None:
 
 
 def resolve_config(args) -> config.Config:
+    """The run's config: the flags as ``section.key=value`` overrides, through the API's
+    :func:`metagan.api.resolve_config` (resuming starts from the checkpoint's own config)."""
     overrides = list(args.overrides)
     for flag, key in (
         ("algorithm", "meta.algorithm"), ("dataset", "data.dataset"), ("arch", "model.arch"),
@@ -61,26 +62,18 @@ def resolve_config(args) -> config.Config:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={toml_value(value)}")
-    # Resuming starts from the checkpoint's own config; a changed architecture is refused when
-    # the parameters are loaded (checkpoint.check_params).
-    base = checkpoint.load(args.resume)["config"] if args.resume is not None else None
-    return config.load(args.config, overrides, base=base)
+    return api.resolve_config(args.config, overrides, resume=args.resume)
 
 
 def cmd_train(args, regs) -> int:
-    from metagan.session import Session
-    from metagan.train import Trainer
-
+    """``metagan train``: the API's :func:`~metagan.api.make_trainer`, run with a log."""
     cfg = resolve_config(args)
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
-    check_writable(cfg.run.out, "run.out (--out)")
-    ctx = distributed.setup(cfg)  # under torchrun: join the group, build on this rank's GPU
-    session = Session(ctx.rank_config(cfg), regs)
-    trainer = Trainer(cfg, session, resume=args.resume, dist=ctx, overwrite=args.overwrite)
+    trainer = api.make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, registries=regs)
     res = trainer.run(log=log)
-    if ctx.is_main:
+    if trainer.is_main:
         if res.checkpoint is not None and res.checkpoint.is_file():
             print(f"checkpoint: {res.checkpoint}")
         else:

@@ -17,9 +17,8 @@ import torch
 from torch import Tensor
 
 from metagan import checkpoint
-from metagan.adaptation import adapt_and_generate, load_session
+from metagan.adaptation import SeededStream, adapt_and_generate, load_session
 from metagan.eval import free
-from metagan.inner import Noise
 
 
 @dataclass
@@ -87,12 +86,12 @@ class CheckpointSource(Source):
         s = self.session
         T, K = shots.shape[:2]
         S = max(steps)
-        gen = torch.Generator().manual_seed(seed)
-        noise = Noise.draw(S, T, s.engine.fake_batch(K), s.cfg.model.z_dim, generator=gen)
-        z = torch.randn(T, num, s.cfg.model.z_dim, generator=gen)  # the same z at every step
+        stream = SeededStream(seed)  # the API's and `metagan adapt`'s recipe
+        inner = stream.inner_noise(s, T, K, S)
+        z = stream.z(s, T, num)  # the same z at every step
         out = {}
         for step in steps:  # each from the initialisation, so any inner optimiser is exact
-            images, finite = adapt_and_generate(s, self.params, shots, noise.inner, z, steps=step)
+            images, finite = adapt_and_generate(s, self.params, shots, inner, z, steps=step)
             images = images.cpu()  # (T, num, C, H, W)
             failed = ~(finite.cpu() & torch.isfinite(images).flatten(1).all(1))
             # a class whose adaptation diverged gets blank pages: counted, and scored as such
