@@ -14,54 +14,22 @@ the import direction (a callback into a higher layer).
 
 from __future__ import annotations
 
-import ast
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PKG = ROOT / "metagan"
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for a in node.names:
-                sub = f"{node.module}.{a.name}"
-                p = ROOT / Path(*sub.split("."))
-                found.add(sub if p.with_suffix(".py").exists() or p.is_dir() else node.module)
-    return {m for m in found if m == "metagan" or m.startswith("metagan.")}
+sys.path.insert(0, str(ROOT / "tests"))
+from test_layout import _cycles as cycles  # noqa: E402 - the suite's own reading of the imports
+from test_layout import _graph  # noqa: E402
 
 
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in PKG.rglob("*.py") if "__pycache__" not in p.parts}
-
-
-def cycles(g) -> list[list[str]]:
-    found, done = [], set()
-
-    def visit(mod, trail):
-        for dep in sorted(g.get(mod, ())):
-            if dep in trail:
-                found.append(trail[trail.index(dep) :] + [dep])
-            elif dep in g and dep not in done:
-                visit(dep, trail + [dep])
-        done.add(mod)
-
-    for mod in sorted(g):
-        if mod not in done:
-            visit(mod, [mod])
-    return found
+    """module -> the metagan modules it imports (tests/test_layout.py's reading)."""
+    g = _graph()
+    return {
+        m: {d for d in deps if d == "metagan" or d.startswith("metagan.")} for m, deps in g.items()
+    }
 
 
 def reach(g, start) -> set[str]:
