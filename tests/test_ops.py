@@ -431,6 +431,27 @@ def test_schema_matches_csrc():
     assert str(OP._schema) == f"metagan::{INNER_STEP_SCHEMA}"
 
 
+def test_the_spec_is_the_one_statement_of_the_arguments():
+    """The schema, the kernels' signatures and the kind checks all come from _schema.ARGS."""
+    import inspect
+
+    from metagan.ops._register import _fake
+    from metagan.ops._schema import ARGS
+
+    names = [a.name for a in ARGS]
+    assert [a.name for a in OP._schema.arguments] == names
+    assert list(inspect.signature(inner_step_reference).parameters) == names
+    assert list(inspect.signature(_fake).parameters) == names
+    # a wrong kind is named from the spec (the dispatcher refuses it too, less readably)
+    from metagan.ops._checks import check_op_args
+
+    p = torch.randn(3, 5)
+    with pytest.raises(ValueError, match=r"^inner_step: momentum must be a float, got str$"):
+        check_op_args(p, p, None, 0.1, "sgd", None, None, 1, "0.9", 0.9, 0.999, 1e-8, 0.0, None)
+    with pytest.raises(ValueError, match=r"^inner_step: state1 must be None or a tensor, got list"):
+        check_op_args(p, p, None, 0.1, "sgd", [], None, 1, 0.9, 0.9, 0.999, 1e-8, 0.0, None)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report of a machine without CUDA")
 def test_backend_report_without_cuda():
     assert ops.backend() == "reference"

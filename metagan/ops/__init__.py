@@ -33,6 +33,7 @@ from metagan.ops._checks import (
     check_op_args,
     shape,
 )
+from metagan.ops._schema import OpArgs
 
 __all__ = [
     "inner_step",
@@ -177,22 +178,12 @@ def inner_step(
         beta1, beta2 = (float(b) for b in betas)
     except (TypeError, ValueError):
         _fail(f"betas must be a pair of floats, got {betas!r}")
-    args = (
-        params,
-        grads,
-        lr_t,
-        lr_scale,
-        method,
-        s1,
-        s2,
-        int(step),
-        float(momentum),
-        beta1,
-        beta2,
-        float(eps),
-        float(weight_decay),
-        None if max_grad_norm is None else float(max_grad_norm),
-    )
+    args = OpArgs(  # by name; the order is the spec's (metagan/ops/_schema.py)
+        params=params, grads=grads, lr=lr_t, lr_scale=lr_scale, method=method,
+        state1=s1, state2=s2, step=int(step), momentum=float(momentum),
+        beta1=beta1, beta2=beta2, eps=float(eps), weight_decay=float(weight_decay),
+        max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
+    )  # fmt: skip
     check_op_args(*args)  # same MetaganError messages on every device
     if _reference_only:
         new_p, n1, n2 = reference.inner_step_reference(*args)  # plain autograd, no custom op

@@ -1,8 +1,12 @@
-"""Argument checks shared by the public wrapper, the reference kernel and the fake kernel.
+"""Argument checks shared by the public wrapper, the reference kernel and the fake kernel; the
+arguments' names, order and kinds come from the spec (:mod:`metagan.ops._schema`).
 
 Metadata only (shapes, dtypes, devices, plain numbers), so they also run on fake tensors
-under ``torch.compile``. The CUDA kernel repeats them in C++ (``TORCH_CHECK_VALUE``, which
-Python sees as ``ValueError``); the messages name the same tensors and shapes.
+under ``torch.compile``. The CUDA kernel keeps its own C++ checks (``TORCH_CHECK_VALUE``,
+which Python sees as ``ValueError``, naming the same tensors and shapes) because the
+dispatcher reaches it without passing through Python (``torch.ops.metagan.inner_step``
+called from C++ or an exported graph); every call through :func:`metagan.ops.inner_step`
+is checked here first.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import Tensor
 
 from metagan.errors import MetaganError
+from metagan.ops._schema import OpArgs, check_kinds
 
 METHODS = ("sgd", "momentum", "adam")
 # Which of the op's two state slots each method reads and writes.
@@ -38,31 +43,18 @@ def _fail(msg: str) -> None:
     raise InnerStepInputError(f"inner_step: {msg}")
 
 
-def check_op_args(
-    params: Tensor,
-    grads: Tensor,
-    lr: Tensor | None,
-    lr_scale: float,
-    method: str,
-    state1: Tensor | None,
-    state2: Tensor | None,
-    step: int,
-    momentum: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    max_grad_norm: float | None,
-) -> None:
-    """Validate the arguments of ``metagan::inner_step`` (the op, not the wrapper)."""
-    if not isinstance(params, Tensor):
-        _fail(f"params must be a tensor, got {type(params).__name__}")
+def check_op_args(*args) -> None:
+    """Validate the arguments of ``metagan::inner_step`` (the op, not the wrapper), given
+    positionally in the order of :data:`metagan.ops._schema.ARGS`."""
+    a = OpArgs(*args)
+    check_kinds(a, _fail)
+    params, grads, lr, method, state1, state2 = (
+        a.params, a.grads, a.lr, a.method, a.state1, a.state2
+    )  # fmt: skip
     if params.dim() != 2:
         _fail(f"params must be 2-D (T, P), got shape {shape(params)}")
     if params.dtype not in PARAM_DTYPES:
         _fail(f"params must be float32, float64, float16 or bfloat16, got {params.dtype}")
-    if not isinstance(grads, Tensor):
-        _fail(f"grads must be a tensor, got {type(grads).__name__}")
     if grads.shape != params.shape:
         _fail(f"grads must have params' shape {shape(params)}, got {shape(grads)}")
     if grads.dtype != params.dtype:
@@ -71,18 +63,18 @@ def check_op_args(
         _fail(f"grads must be on {params.device} like params, got {grads.device}")
     if method not in METHODS:
         _fail(f"method must be 'sgd', 'momentum' or 'adam', got {method!r}")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        _fail(f"step must be an int >= 1 (1-based), got {step!r}")
-    if not math.isfinite(lr_scale):
-        _fail(f"lr must be finite, got {lr_scale}")
-    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-        _fail(f"betas must be in [0, 1), got ({beta1}, {beta2})")
-    if not eps >= 0.0:
-        _fail(f"eps must be >= 0, got {eps}")
-    if not math.isfinite(weight_decay):
-        _fail(f"weight_decay must be finite, got {weight_decay}")
-    if max_grad_norm is not None and not max_grad_norm > 0.0:
-        _fail(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
+    if a.step < 1:
+        _fail(f"step must be an int >= 1 (1-based), got {a.step!r}")
+    if not math.isfinite(a.lr_scale):
+        _fail(f"lr must be finite, got {a.lr_scale}")
+    if not (0.0 <= a.beta1 < 1.0 and 0.0 <= a.beta2 < 1.0):
+        _fail(f"betas must be in [0, 1), got ({a.beta1}, {a.beta2})")
+    if not a.eps >= 0.0:
+        _fail(f"eps must be >= 0, got {a.eps}")
+    if not math.isfinite(a.weight_decay):
+        _fail(f"weight_decay must be finite, got {a.weight_decay}")
+    if a.max_grad_norm is not None and not a.max_grad_norm > 0.0:
+        _fail(f"max_grad_norm must be > 0 or None, got {a.max_grad_norm}")
 
     T, P = params.shape
     if lr is not None:

@@ -18,15 +18,20 @@ import torch
 from torch import Tensor
 
 from metagan.ops._checks import STATE_SLOTS, check_op_args, compute_dtype
-from metagan.ops._schema import INNER_STEP_SCHEMA, NAMESPACE, OP_NAME, QUALNAME
+from metagan.ops._schema import (
+    DIFF_POS,
+    INNER_STEP_SCHEMA,
+    N_INPUTS,
+    NAMESPACE,
+    OP_NAME,
+    QUALNAME,
+    OpArgs,
+    op_signature,
+)
 from metagan.ops.reference import inner_step_math, inner_step_reference
 
 _LIB: torch.library.Library | None = None  # keeps the Python-defined schema alive
 SCHEMA_SOURCE = ""  # "metagan._C" or "python"
-
-# Positions of the differentiable inputs in the schema: params, grads, lr, state1, state2.
-_DIFF_POS = (0, 1, 2, 5, 6)
-_N_INPUTS = 14
 
 
 def op_exists() -> bool:
@@ -37,56 +42,39 @@ def op_exists() -> bool:
     return True
 
 
-def _fake(
-    params: Tensor,
-    grads: Tensor,
-    lr: Tensor | None,
-    lr_scale: float,
-    method: str,
-    state1: Tensor | None,
-    state2: Tensor | None,
-    step: int,
-    momentum: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    max_grad_norm: float | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    check_op_args(
-        params, grads, lr, lr_scale, method, state1, state2, step,
-        momentum, beta1, beta2, eps, weight_decay, max_grad_norm,
-    )  # fmt: skip
-    acc = compute_dtype(params.dtype)
-    used = STATE_SLOTS[method]
-    out = params.new_empty(params.shape)
-    s1 = params.new_empty(params.shape if used >= 1 else (0,), dtype=acc)
-    s2 = params.new_empty(params.shape if used >= 2 else (0,), dtype=acc)
+@op_signature
+def _fake(*args) -> tuple[Tensor, Tensor, Tensor]:
+    check_op_args(*args)
+    a = OpArgs(*args)
+    acc = compute_dtype(a.params.dtype)
+    used = STATE_SLOTS[a.method]
+    out = a.params.new_empty(a.params.shape)
+    s1 = a.params.new_empty(a.params.shape if used >= 1 else (0,), dtype=acc)
+    s2 = a.params.new_empty(a.params.shape if used >= 2 else (0,), dtype=acc)
     return out, s1, s2
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    params, grads, lr, lr_scale, method, state1, state2, *hyper = inputs
-    ctx.save_for_backward(params, grads, lr, state1, state2)
-    ctx.hyper = (lr_scale, method, *hyper)  # step, momentum, beta1, beta2, eps, wd, max_norm
+    ctx.save_for_backward(*(inputs[i] for i in DIFF_POS))  # None where absent
+    ctx.others = [None if i in DIFF_POS else x for i, x in enumerate(inputs)]  # numbers, str
 
 
 def _backward(ctx, d_params: Tensor, d_state1: Tensor, d_state2: Tensor):
-    saved = ctx.saved_tensors  # params, grads, lr, state1, state2 (None where absent)
-    lr_scale, method, *hyper = ctx.hyper
+    saved = ctx.saved_tensors  # the differentiable inputs, in DIFF_POS order
     which = [
-        i for i, pos in enumerate(_DIFF_POS) if saved[i] is not None and ctx.needs_input_grad[pos]
+        i for i, pos in enumerate(DIFF_POS) if saved[i] is not None and ctx.needs_input_grad[pos]
     ]
-    result: list[Tensor | None] = [None] * _N_INPUTS
+    result: list[Tensor | None] = [None] * N_INPUTS
     if not which:
         return tuple(result)
 
     def update(*diff: Tensor) -> tuple[Tensor, ...]:
-        full = list(saved)
+        full = list(ctx.others)
+        for i, s in enumerate(saved):
+            full[DIFF_POS[i]] = s
         for i, x in zip(which, diff):
-            full[i] = x
-        p, g, lr, s1, s2 = full
-        return inner_step_math(p, g, lr, lr_scale, method, s1, s2, *hyper)
+            full[DIFF_POS[i]] = x
+        return inner_step_math(*full)
 
     outs, vjp_fn = torch.func.vjp(update, *(saved[i] for i in which))
     cot = tuple(
@@ -94,7 +82,7 @@ def _backward(ctx, d_params: Tensor, d_state1: Tensor, d_state2: Tensor):
         for c, o in zip((d_params, d_state1, d_state2), outs)
     )
     for i, gi in zip(which, vjp_fn(cot)):
-        result[_DIFF_POS[i]] = gi
+        result[DIFF_POS[i]] = gi
     return tuple(result)
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from metagan.ops._checks import check_op_args, compute_dtype
+from metagan.ops._schema import op_signature
 
 __all__ = ["inner_step_reference", "inner_step_math"]
 
@@ -78,27 +79,12 @@ def inner_step_math(
     raise ValueError(f"inner_step: method must be 'sgd', 'momentum' or 'adam', got {method!r}")
 
 
-def inner_step_reference(
-    params: Tensor,
-    grads: Tensor,
-    lr: Tensor | None,
-    lr_scale: float,
-    method: str,
-    state1: Tensor | None,
-    state2: Tensor | None,
-    step: int,
-    momentum: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    max_grad_norm: float | None,
-) -> tuple[Tensor, Tensor, Tensor]:
+@op_signature
+def inner_step_reference(*args) -> tuple[Tensor, Tensor, Tensor]:
     """Checked reference with the op's exact signature and outputs (CPU kernel)."""
-    args = (params, grads, lr, lr_scale, method, state1, state2, step)
-    hyper = (momentum, beta1, beta2, eps, weight_decay, max_grad_norm)
-    check_op_args(*args, *hyper)
-    outs = inner_step_math(*args, *hyper)
+    check_op_args(*args)
+    params = args[0]
+    outs = inner_step_math(*args)
     empty = params.new_empty((0,), dtype=compute_dtype(params.dtype))
     new_p = outs[0]
     s1 = outs[1] if len(outs) > 1 else empty
