@@ -968,3 +968,20 @@ def test_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     with pytest.raises(OSError) as info, io.named_errors(tmp_path / "metrics.jsonl"):
         full(0)
     assert info.value.filename == str(tmp_path / "metrics.jsonl")
+
+
+def test_a_feature_extractor_carries_a_digest_too(tmp_path, capsys):
+    """`eval fit-features` files: saved with a digest, a flipped bit refused on load."""
+    from metagan.eval import features
+    from metagan.eval.classifier import ConvNet, FitConfig
+
+    net = ConvNet(num_classes=3, dim=8, width=4)
+    feats = features.Features(
+        net=net, data={}, train_classes=["a"], test_classes=["b"], accuracy=0.5
+    )
+    features.save(feats, tmp_path / "f.pt", FitConfig(steps=1))
+    assert features.load(tmp_path / "f.pt").accuracy == 0.5
+    weight = torch.load(tmp_path / "f.pt", weights_only=True)["state_dict"]["features.0.weight"]
+    flip_bits(tmp_path / "f.pt", tmp_path / "bad.pt", weight, 1)
+    assert main(["eval", "--features", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "o")]) == 2
+    check_one_line(capsys.readouterr().err, "tensor 'state_dict/features.0.weight' differs")
