@@ -95,6 +95,12 @@ def claim(
                 raise ConfigError(_holds_a_run(out, found, resume))
             _remove_run(out)
         _write_holder(fd)
+    except OSError as exc:  # a full disk, a file of the old run that cannot be removed
+        held.release()
+        where = exc.filename or out / LOCK
+        raise ConfigError(
+            f"run.out {shorten(str(out))} cannot be used: {where}: {exc.strerror or exc}"
+        ) from None
     except BaseException:
         held.release()
         raise

@@ -956,6 +956,7 @@ def test_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     import errno
 
     from metagan import io
+    from metagan.errors import MetaganError
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -968,6 +969,11 @@ def test_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     with pytest.raises(OSError) as info, io.named_errors(tmp_path / "metrics.jsonl"):
         full(0)
     assert info.value.filename == str(tmp_path / "metrics.jsonl")
+    # the lock file's holder line cannot be written either: one line naming it, nothing left
+    monkeypatch.setattr(rundir.os, "pwrite", lambda *a: full(0))
+    with pytest.raises(MetaganError, match=r"\.metagan\.lock: No space left on device"):
+        rundir.claim(tmp_path / "r2")
+    assert not (tmp_path / "r2").exists()
 
 
 def test_a_feature_extractor_carries_a_digest_too(tmp_path, capsys):
