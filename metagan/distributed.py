@@ -4,7 +4,7 @@
 command; this module is what makes them one run. Without torchrun (no ``WORLD_SIZE`` in the
 environment, or a world of 1) nothing here changes the single-process path.
 
-How a meta-step is split (see :func:`step`):
+How a meta-step is split (:class:`metagan.stepping.Sharded`, :func:`metagan.stepping.sharded_step`):
 
 * every rank draws the SAME meta-batch of T tasks and its noise, from the same seeded
   TaskSampler and noise generator as a single process would (cheap: image lookups and randn);
@@ -43,13 +43,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from metagan import checkpoint
-from metagan.algorithm import Algorithm, MetaResult, select_tasks
 from metagan.config import Config, from_dict
 from metagan.errors import CheckpointError, ConfigError, MetaganError
-from metagan.inner import Engine, Noise
 from metagan.session import Session
-
-FAULT_ENV = "METAGAN_FAULT_AT_STEP"  # test-only: the last rank exits at this meta-step, once
 
 
 @dataclass(frozen=True)
@@ -319,95 +315,3 @@ def broadcast_params(ctx: Context, params: dict[str, Tensor]) -> None:
     with torch.no_grad():
         for p in params.values():
             dist.broadcast(p.data, src=0)
-
-
-# -- one meta-step -----------------------------------------------------------------------------
-def shard(tasks: int, rank: int, world_size: int) -> Tensor:
-    """Rank ``rank``'s tasks of a meta-batch of ``tasks``: ``rank::world_size`` as (n,) long."""
-    if tasks < world_size:
-        raise ConfigError(
-            f"a meta-batch of {tasks} tasks cannot give each of {world_size} processes a task"
-        )
-    return torch.arange(rank, tasks, world_size)
-
-
-def step(
-    ctx: Context,
-    algorithm: Algorithm,
-    params: dict[str, Tensor],
-    batch,
-    noise: Noise,
-    engine: Engine,
-    *,
-    step: int,
-    out: Path,
-) -> MetaResult:
-    """The meta-batch's meta-gradients, computed on this rank's shard and all-reduced.
-
-    ``batch`` (T tasks) and ``noise`` are the whole meta-batch, identical on every rank. The
-    result is the same on every rank: ``grads`` is the mean over every rank's kept tasks (None
-    when a rank's recomputation failed or no task is left, so all ranks skip together),
-    ``stats`` the task-weighted means, ``dropped`` the total number of dropped tasks;
-    ``finite`` is this rank's, as :meth:`Algorithm.step` returned it.
-
-    The weighting is exact for algorithms whose meta-gradient and stats are means over tasks
-    (maml, fomaml, reptile, metasgd) and for ``finetune``, whose pooled GAN step averages its
-    loss over images, an equal number per task.
-    """
-    T = batch.support.shape[0]
-    idx = shard(T, ctx.rank, ctx.world_size).to(batch.support.device)  # (n,)
-    n = idx.numel()
-    res = algorithm.step(params, select_tasks(batch, idx), noise.select(idx), engine)
-    _maybe_fault(ctx, step, out)
-    kept = n - res.dropped  # tasks the grads and stats describe
-    has_grads = res.grads is not None and kept > 0
-    failed = res.grads is None and kept > 0  # Algorithm.step's recomputation went non-finite
-    keys = list(params)  # the same order on every rank
-    # (P_total,): Σ over ranks of kept × this rank's mean meta-gradient
-    flat = torch.cat(
-        [
-            (
-                res.grads[k].detach().to(params[k].dtype) * kept
-                if has_grads
-                else torch.zeros_like(params[k])
-            ).reshape(-1)
-            for k in keys
-        ]
-    )
-    names = list(res.stats)
-    stats = torch.tensor([res.stats[k] for k in names], dtype=torch.float64)
-    # counts, then stats weighted by kept tasks, then by all n tasks (used when none is kept)
-    meta = torch.cat([
-        torch.tensor([kept if has_grads else 0, float(failed), res.dropped, kept, n], dtype=torch.float64),
-        stats * kept if kept > 0 else torch.zeros_like(stats),
-        stats * n,
-    ]).to(flat.device)  # fmt: skip
-    dist.all_reduce(flat)
-    dist.all_reduce(meta)
-    meta = meta.cpu()
-    valid, failures, dropped, kept_all, n_all = (float(v) for v in meta[:5])
-    s_kept, s_all = meta[5 : 5 + len(names)], meta[5 + len(names) :]
-    grads = None
-    if valid > 0 and failures == 0:
-        grads, offset = {}, 0
-        for k in keys:
-            size = params[k].numel()
-            grads[k] = (flat[offset : offset + size] / valid).view_as(params[k])
-            offset += size
-    mean = s_kept / kept_all if kept_all > 0 else s_all / n_all
-    return MetaResult(grads, res.finite, dict(zip(names, mean.tolist())), int(dropped))
-
-
-def _maybe_fault(ctx: Context, step: int, out: Path) -> None:
-    """Test-only fault injection: with ``METAGAN_FAULT_AT_STEP=k`` the last rank dies (exit 1,
-    no cleanup) in the middle of meta-step k, between its own computation and the all-reduce,
-    once: a marker file in ``out`` keeps the restarted run from dying again."""
-    at = os.environ.get(FAULT_ENV)
-    if not at or int(at) != step or ctx.rank != ctx.world_size - 1:
-        return
-    marker = Path(out) / f".fault-at-step-{step}"
-    if marker.exists():
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    os._exit(1)

@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import cli_env
 
-from metagan import config, distributed
+from metagan import config, distributed, stepping
 from metagan.cli import main
 from metagan.errors import ConfigError
 from metagan.inner import Noise
@@ -70,14 +70,14 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 import torch
-from metagan import distributed
+from metagan import distributed, stepping
 from test_distributed import CASES, adam_step, meta_batch
 
 out, results, ctx = Path(sys.argv[1]), [], None
 for algorithm, nan_tasks in CASES:
     cfg, s, params, batch, noise = meta_batch(algorithm, nan_tasks)
     ctx = ctx or distributed.setup(cfg)
-    res = distributed.step(ctx, s.algorithm, params, batch, noise, s.engine, step=1, out=out)
+    res = stepping.sharded_step(ctx, s.algorithm, params, batch, noise, s.engine, step=1, out=out)
     grads = None if res.grads is None else {{k: g.detach() for k, g in res.grads.items()}}
     results.append(dict(grads=grads, stats=res.stats, dropped=res.dropped, params=adam_step(params, grads)))
 torch.save(results, out / f"rank{{ctx.rank}}.pt")
@@ -136,10 +136,10 @@ def test_one_process_is_the_plain_path(monkeypatch):
 
 def test_shards_are_disjoint_and_cover_the_batch():
     for tasks, world in ((4, 2), (5, 2), (7, 3), (3, 3)):
-        shards = [distributed.shard(tasks, r, world).tolist() for r in range(world)]
+        shards = [stepping.shard(tasks, r, world).tolist() for r in range(world)]
         assert sorted(sum(shards, [])) == list(range(tasks))
     with pytest.raises(ConfigError, match="3 processes"):
-        distributed.shard(2, 0, 3)
+        stepping.shard(2, 0, 3)
 
 
 def test_setup_refuses_bad_settings(monkeypatch):
@@ -243,7 +243,7 @@ def test_killed_rank_restarts_from_the_checkpoint_without_losing_or_repeating_a_
     r = torchrun(
         ["-m", "metagan", "train", "--resume", str(P / "checkpoint.pt"), "--iterations", "6", "--out", str(D),
          "run.checkpoint_every=2"],
-        restarts=1, env={distributed.FAULT_ENV: "6"},
+        restarts=1, env={stepping.FAULT_ENV: "6"},
     )  # fmt: skip
     assert (D / ".fault-at-step-6").exists()
     assert f"torchrun restart 1: resumed {D / 'checkpoint.pt'} at step 4" in r.stdout
