@@ -15,6 +15,8 @@ against the updated D), the query losses, the meta-gradient and one Adam step on
                  inner steps on G(z).detach(), ONE backward of L_D + L_G), identical work to
                  the ``--peer-d-step detach`` peers (``--check`` verifies it)
     MODE-recompute  (on request, also after -summed) with ``inner.recompute = true``
+    MODE-aten    (on request, with the options above) the batched engine with PyTorch's own
+                 convolution batching rule instead of metagan's per-task convolution op
 
 Order ``first``: metagan's ``fomaml``; learn2learn ``MAML(first_order=True)``; higher
 ``track_higher_grads=False`` with the query gradient taken at the fast weights. Order
@@ -70,6 +72,7 @@ from metagan.bench import (
     workload_pair,
 )
 from metagan.inner import InnerConfig
+from metagan.ops.conv import aten_convolutions
 
 PEERS = ("higher", "learn2learn")
 ALGORITHM = {"first": "fomaml", "second": "maml"}
@@ -183,14 +186,23 @@ def workload(args, order: str, tasks: int) -> Workload:
 def build(registries, w: Workload, mode: str, order: str, outer: str):
     if mode in PEERS:
         return PeerRun(registries, w, mode, order, outer)
-    options = {o for o in ("summed", "recompute") if f"-{o}" in mode}
-    base = mode.replace("-summed", "").replace("-recompute", "")
+    options = {o for o in ("summed", "recompute", "aten") if f"-{o}" in mode}
+    base = mode.replace("-summed", "").replace("-recompute", "").replace("-aten", "")
     if base not in ("batched", "sequential", "batched-graph"):
         raise SystemExit(f"peers.py: unknown mode {mode!r}")
     w = replace(w, recompute="recompute" in options,
                 meta_gradient="summed" if "summed" in options else "separate")  # fmt: skip
     engine = "sequential" if base == "sequential" else "batched"
-    return make_iteration(registries, w, engine, graph=base == "batched-graph")
+    it = make_iteration(registries, w, engine, graph=base == "batched-graph")
+    if "aten" not in options:
+        return it
+
+    def aten_iteration():
+        with aten_convolutions():
+            it()
+
+    aten_iteration.meta_gradients = it.meta_gradients
+    return aten_iteration
 
 
 def load() -> str:

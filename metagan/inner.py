@@ -6,6 +6,8 @@ Two engines with one interface:
   rows of one flat ``(T, P)`` buffer per network; losses and gradients come from
   ``torch.func`` (``vmap`` over tasks of ``grad`` of a per-task loss), and the update of every
   task and every parameter is one :func:`metagan.ops.inner_step` call per network per step.
+  Its convolutions run through :mod:`metagan.ops.conv` (per-task convolution ops whose vmap
+  rule picks the CPU layout per shape).
 * :class:`SequentialEngine` is the reference: a Python loop over tasks and per-tensor
   ``torch.autograd.grad`` with per-tensor updates -- what learn2learn/higher users write. Tests
   check that both give the same adapted parameters and meta-gradients, and ``metagan bench``
@@ -38,6 +40,7 @@ from metagan import ops
 from metagan.errors import ConfigError, check_range
 from metagan.losses import GanLoss
 from metagan.models import FunctionalNet, GanPair
+from metagan.ops.conv import task_convolutions
 
 INNER_METHODS = ("sgd", "momentum", "adam")
 
@@ -243,6 +246,14 @@ class BatchedEngine(Engine):
         detach_fakes=False,
     ):  # fmt: skip
         """One alternating inner step of all tasks: D, then G against the updated D."""
+        with task_convolutions():
+            return self._step_tasks(theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d,
+                                    step, create_graph, detach_fakes)  # fmt: skip
+
+    def _step_tasks(
+        self, theta_g, theta_d, state_g, state_d, support, z, lr_g, lr_d, step, create_graph,
+        detach_fakes,
+    ):  # fmt: skip
         kw = self.step_kwargs()
         # G runs once per step: its output feeds the D step, and its recorded graph gives the G
         # step's gradient (θ_G has not changed in between).
@@ -270,8 +281,9 @@ class BatchedEngine(Engine):
         ``shots`` (T, K, C, H, W): the support images, the condition of a conditional pair.
         """
         cond = self.condition(shots, "outer_losses")
-        ld = vmap(lambda *a: self._d_loss(*a)[0])(theta_d, theta_g, query, z, cond)
-        lg = vmap(lambda *a: self._g_loss(*a)[0])(theta_g, theta_d, z, cond)
+        with task_convolutions():
+            ld = vmap(lambda *a: self._d_loss(*a)[0])(theta_d, theta_g, query, z, cond)
+            lg = vmap(lambda *a: self._g_loss(*a)[0])(theta_g, theta_d, z, cond)
         return ld, lg
 
     def task_grads(
@@ -282,17 +294,19 @@ class BatchedEngine(Engine):
         # G runs once for both losses, as in an inner step: its recorded graph turns ∂L_G/∂fakes
         # into ∇L_G (G's forward is the larger part of the outer step's arithmetic).
         tg, td = theta_g.detach().requires_grad_(), theta_d.detach()
-        with torch.enable_grad():
-            fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
-        gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, real, fake.detach(), cond)
-        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake.detach(), td, z, cond)
+        with task_convolutions():
+            with torch.enable_grad():
+                fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
+            gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, real, fake.detach(), cond)
+            dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake.detach(), td, z, cond)
         with torch.enable_grad():
             (gg,) = torch.autograd.grad(fake, tg, dfake)
         return gg, gd, lg, ld
 
     def generate(self, theta_g: Tensor, z: Tensor, shots: Tensor | None = None) -> Tensor:
         """(T, P_G), (T, N, Z) [, shots (T, K, C, H, W)] -> (T, N, C, H, W)."""
-        return vmap(self._gen)(theta_g, z, self.condition(shots, "generate"))
+        with task_convolutions():
+            return vmap(self._gen)(theta_g, z, self.condition(shots, "generate"))
 
 
 class SequentialEngine(Engine):

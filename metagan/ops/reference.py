@@ -64,6 +64,8 @@ def inner_step_math(
     lr_eff = lr_scale if lr is None else lr.to(acc) * lr_scale
 
     if method == "sgd":
+        if isinstance(lr_eff, float):  # one pass over (T, P) instead of a product and a difference
+            return (torch.add(p, g, alpha=-lr_eff).to(params.dtype),)
         return ((p - lr_eff * g).to(params.dtype),)
     if method == "momentum":
         b = g.clone() if state1 is None else momentum * state1 + g
