@@ -4,12 +4,29 @@
 # learn2learn's and higher's, plus the `-summed` rows (meta.meta_gradient = "summed": the peers'
 # own meta-gradient, identical work). One torch thread (see BENCHMARKS.md: on the shared 2-core
 # box two threads stall in OpenMP barriers).
-# Usage: bash benchmarks/peers_sweep.sh OUT_DIR [PYTHON]; SKIP_W=1 leaves out the W rows.
+# Usage: bash benchmarks/peers_sweep.sh OUT_DIR [PYTHON]; SKIP_W=1 leaves out the W rows of
+# issue 15, SKIP_23=1 issue 23's tables, ONLY_23=1 runs those alone.
 set -eu
 OUT="${1:-out/peers}"
 PY="${2:-.venv/bin/python}"
 mkdir -p "$OUT"
 P() { "$PY" benchmarks/peers.py --threads 1 --json "$OUT/peers.jsonl" "$@" | tee -a "$OUT/peers.md"; }
+# Issue 23's tables (BENCHMARKS.md leads with them): identical work side by side.
+# Second order: the peers (D step on G(z).detach(), one backward of L_D + L_G) against metagan
+# with meta.meta_gradient = "summed" (the same meta-gradient, peers.py --check), its recompute
+# variant and the seeds' separate meta-gradients (`batched`), with fresh-process peak memory.
+# First order: --peer-outer separate (the same meta-gradient as fomaml), with `batched-aten`
+# (PyTorch's own convolution batching rule, no metagan::task_conv2d), at one and two threads.
+if [ -z "${SKIP_23:-}" ]; then
+  P --order second --tasks 8 --rounds 3 \
+    --modes learn2learn,higher,batched,batched-summed,batched-summed-recompute,sequential-summed
+  P --order first --tasks 8 --rounds 5 --peer-outer separate \
+    --modes learn2learn,higher,sequential,batched,batched-aten
+  "$PY" benchmarks/peers.py --threads 2 --json "$OUT/peers.jsonl" --order first --tasks 8 \
+    --rounds 5 --peer-outer separate --no-memory \
+    --modes learn2learn,higher,sequential,batched,batched-aten | tee -a "$OUT/peers.md"
+fi
+[ -n "${ONLY_23:-}" ] && exit 0
 if [ -z "${SKIP_W:-}" ]; then                                       # W, both orders
   P --tasks 8 --rounds 5 --peer-d-step keep
   P --order second --tasks 8 --rounds 3 --no-memory \
