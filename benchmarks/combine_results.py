@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metagan.eval.report import adaptation, combine
+from metagan.eval.combine import adaptation, combine
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -153,7 +153,7 @@ def test_free_choices_are_made_on_meta_train_classes(run):
 
 
 def test_combined_table_averages_evaluations(run):
-    from metagan.eval.report import combine
+    from metagan.eval.combine import combine
 
     res = run["res"]
     other = json.loads(json.dumps(res))
@@ -171,7 +171,7 @@ def test_combined_table_averages_evaluations(run):
 
 
 def test_combined_table_counts_wins_against_the_best_free_row(run):
-    from metagan.eval.report import combine
+    from metagan.eval.combine import combine
 
     res = run["res"]
     better = json.loads(json.dumps(res))  # in "b", the GAN beats the reference everywhere
@@ -246,7 +246,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys):
 
 
 def test_adaptation_table_finds_the_first_step_that_reaches_the_baseline():
-    from metagan.eval.report import adaptation
+    from metagan.eval.combine import adaptation
 
     def curve(fids, fidelities):
         return {str(s): {"fid": f, "fidelity": q} for s, (f, q) in enumerate(zip(fids, fidelities))}
