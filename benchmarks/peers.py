@@ -15,6 +15,7 @@ against the updated D), the query losses, the meta-gradient and one Adam step on
                  inner steps on G(z).detach(), ONE backward of L_D + L_G), identical work to
                  the ``--peer-d-step detach`` peers (``--check`` verifies it)
     MODE-recompute  (on request, also after -summed) with ``inner.recompute = true``
+    MODE-chunkN  (on request, with the options above) with ``meta.task_chunk = N``
     MODE-aten    (on request, with the options above) the batched engine with PyTorch's own
                  convolution batching rule instead of metagan's per-task convolution op
 
@@ -51,6 +52,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -187,10 +189,12 @@ def build(registries, w: Workload, mode: str, order: str, outer: str):
     if mode in PEERS:
         return PeerRun(registries, w, mode, order, outer)
     options = {o for o in ("summed", "recompute", "aten") if f"-{o}" in mode}
-    base = mode.replace("-summed", "").replace("-recompute", "").replace("-aten", "")
+    chunk = re.search(r"-chunk(\d+)", mode)
+    base = re.sub(r"-chunk\d+", "", mode)
+    base = base.replace("-summed", "").replace("-recompute", "").replace("-aten", "")
     if base not in ("batched", "sequential", "batched-graph"):
         raise SystemExit(f"peers.py: unknown mode {mode!r}")
-    w = replace(w, recompute="recompute" in options,
+    w = replace(w, recompute="recompute" in options, task_chunk=int(chunk[1]) if chunk else 0,
                 meta_gradient="summed" if "summed" in options else "separate")  # fmt: skip
     engine = "sequential" if base == "sequential" else "batched"
     it = make_iteration(registries, w, engine, graph=base == "batched-graph")

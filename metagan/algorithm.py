@@ -41,6 +41,10 @@ class MetaConfig:
     # (the seeds'). "summed": what learn2learn/higher users compute, one backward of L_D + L_G
     # into both initialisations with D's inner steps on G(z).detach() (docs/architecture.md).
     meta_gradient: str = "separate"
+    # Second order (maml, metasgd): tasks adapted and back-propagated together; 0 = the whole
+    # meta-batch. Peak memory is about one chunk's graph (a per-task loop such as
+    # learn2learn's keeps one task's), time grows as chunks get smaller. Same meta-gradient.
+    task_chunk: int = 0
 
     def __post_init__(self):
         for key in ("tasks", "iterations", "max_skips"):
@@ -54,6 +58,7 @@ class MetaConfig:
         check_range("meta.iterations", self.iterations, 1, ITERATIONS_MAX, what="an integer")
         check_range("meta.max_skips", self.max_skips, 1, 10**6, what="an integer")
         check_range("meta.lr", self.lr, 0, 1, low_open=True, what="a learning rate")
+        check_range("meta.task_chunk", self.task_chunk, 0, 100_000, what="an integer")
         if self.meta_gradient not in META_GRADIENTS:
             raise ConfigError(
                 f"meta.meta_gradient must be one of {', '.join(META_GRADIENTS)}, "
@@ -91,6 +96,7 @@ class Algorithm:
     trains = True  # False: there is nothing to meta-train (the `scratch` baseline)
     # The values of ``meta.meta_gradient`` this algorithm computes (MetaConfig, META_GRADIENTS).
     meta_gradient_kinds: tuple[str, ...] = ("separate",)
+    chunks_tasks = False  # honours meta.task_chunk (the second-order algorithms)
 
     def __init__(self, *, meta: MetaConfig, inner: InnerConfig):
         if meta.meta_gradient not in self.meta_gradient_kinds:
@@ -98,6 +104,11 @@ class Algorithm:
                 f"algorithm {self.name!r} has no {meta.meta_gradient!r} meta-gradient; "
                 f"meta.meta_gradient may be {', '.join(map(repr, self.meta_gradient_kinds))} "
                 '("summed" is offered by the second-order algorithms maml and metasgd)'
+            )
+        if meta.task_chunk and not self.chunks_tasks:
+            raise ConfigError(
+                f"algorithm {self.name!r} does not split the meta-batch; meta.task_chunk is for "
+                "the second-order algorithms maml and metasgd (set it to 0)"
             )
         self.meta = meta
         self.inner = inner
@@ -234,7 +245,30 @@ def differentiate_through_adaptation(
     lr_d: float | Tensor,
     create_graph: bool,
     summed: bool = False,
+    chunk: int = 0,
 ) -> MetaResult:
+    """:func:`_through_adaptation` of the whole meta-batch, or (``chunk``, ``meta.task_chunk``)
+    of ``chunk`` tasks at a time with the meta-gradients averaged: the same result, with the
+    peak memory of one chunk's graph."""
+    T = batch.support.shape[0]
+    kw = dict(lr_g=lr_g, lr_d=lr_d, create_graph=create_graph, summed=summed)
+    if not chunk or chunk >= T:
+        return _through_adaptation(params, batch, noise, engine, **kw)
+    parts = [
+        (idx.numel(), _through_adaptation(params, select_tasks(batch, idx), noise.select(idx),
+                                          engine, **kw))
+        for idx in torch.arange(T, device=batch.support.device).split(chunk)
+    ]  # fmt: skip
+    finite = torch.cat([r.finite for _, r in parts])
+    stats = {k: sum(n * r.stats[k] for n, r in parts) / T for k in parts[0][1].stats}
+    theta_g = torch.cat([r.theta_g for _, r in parts])
+    if any(r.grads is None for _, r in parts):
+        return MetaResult(None, finite, stats, theta_g=theta_g)
+    grads = {k: sum(n * r.grads[k] for n, r in parts) / T for k in parts[0][1].grads}
+    return MetaResult(grads, finite, stats, theta_g=theta_g)
+
+
+def _through_adaptation(params, batch, noise, engine, *, lr_g, lr_d, create_graph, summed):
     """MAML-style meta-gradients: adapt with the updates recorded, then backpropagate the
     query losses to the initialisation (and to tensor learning rates, for Meta-SGD).
 

@@ -157,6 +157,7 @@ class Workload:
     device: str
     recompute: bool = False
     meta_gradient: str = "separate"  # meta.meta_gradient
+    task_chunk: int = 0  # meta.task_chunk
 
 
 def workload_pair(registries, w: Workload):
@@ -191,7 +192,10 @@ def make_iteration(registries, w: Workload, engine: str, *, graph: bool = False)
     ``graph``: the meta-gradients replayed from a CUDA graph captured here."""
     pair = workload_pair(registries, w)
     inner = InnerConfig(steps=w.inner_steps, recompute=w.recompute)
-    meta = MetaConfig(algorithm=w.algorithm, tasks=w.tasks, meta_gradient=w.meta_gradient)
+    meta = MetaConfig(
+        algorithm=w.algorithm, tasks=w.tasks, meta_gradient=w.meta_gradient,
+        task_chunk=w.task_chunk,
+    )  # fmt: skip
     eng = ENGINES[engine](pair, registries.losses.get("nonsaturating"), inner)
     algo = registries.algorithms.get(w.algorithm)(meta=meta, inner=inner)
     g, d = eng.G.init_flat(), eng.D.init_flat()

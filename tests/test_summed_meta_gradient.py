@@ -156,3 +156,31 @@ def test_summed_is_refused_where_it_has_no_meaning(registries, name):
         cls(meta=MetaConfig(algorithm=name, meta_gradient="summed"), inner=InnerConfig())
     with pytest.raises(ConfigError, match="meta.meta_gradient must be one of separate, summed"):
         MetaConfig(meta_gradient="sum")
+
+
+@pytest.mark.parametrize(
+    "name, meta_gradient", [("maml", "separate"), ("maml", "summed"), ("metasgd", "summed")]
+)
+def test_task_chunks_give_the_same_meta_gradient(registries, float64, name, meta_gradient):
+    """meta.task_chunk = 2 of 3 tasks: two backward passes, averaged by their task counts."""
+    torch.manual_seed(0)
+    pair = GanPair(TinyG(), TinyD())
+    loss = registries.losses.get("nonsaturating")
+    engine = BatchedEngine(pair, loss, InnerConfig(steps=2, lr_g=LR_G, lr_d=LR_D))
+    batch, noise = random_batch(3, 2, 3, 2, 2, seed=5)
+    grads = {}
+    for chunk in (0, 2):
+        meta = MetaConfig(algorithm=name, meta_gradient=meta_gradient, task_chunk=chunk)
+        algo = registries.algorithms.get(name)(meta=meta, inner=engine.cfg)
+        g0, d0 = engine.G.init_flat(), engine.D.init_flat()
+        params = {
+            k: nn.Parameter(v.clone())
+            for k, v in {"g": g0, "d": d0, **algo.extra_parameters(g0, d0)}.items()
+        }
+        res = algo.step(params, batch, noise, engine)
+        grads[chunk] = res.grads
+        assert res.theta_g.shape[0] == 3 and res.finite.shape == (3,)
+    for k in grads[0]:
+        torch.testing.assert_close(grads[2][k], grads[0][k], msg=k)
+    with pytest.raises(ConfigError, match="meta.task_chunk is for the second-order"):
+        registries.algorithms.get("fomaml")(meta=MetaConfig(task_chunk=2), inner=engine.cfg)

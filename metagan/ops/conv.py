@@ -3,10 +3,10 @@
 Under ``torch.func.vmap`` over tasks, every convolution of an architecture has per-task weights,
 and PyTorch's own batching rule turns it into one grouped convolution (T groups) in the
 contiguous layout. On the CPU oneDNN runs some of those shapes far below its rate: G's last
-``64 → 1`` convolution of ``dcgan`` ran 3× slower per task than the same grouped convolution
-in the channels-last layout (BENCHMARKS.md). The layout cannot be asked for inside vmap, so
-these two custom ops carry their own vmap rules, which see the whole ``(T, ...)`` tensors and
-pick the layout per shape (:func:`_layout`, :func:`routed`):
+``64 → 1`` convolution of ``dcgan`` ran 2–4× slower than the same grouped convolution in the
+channels-last layout (BENCHMARKS.md; ``benchmarks/conv_layouts.py``). The layout cannot be
+asked for inside vmap, so these two custom ops carry their own vmap rules, which see the
+whole ``(T, ...)`` tensors and pick the layout per shape (:func:`_layout`, :func:`routed`):
 
     task_conv2d(x, w, b, stride, padding)             F.conv2d of one task (dilation 1, groups 1)
     task_conv2d_backward(gy, x, w, stride, padding)   its (∂x, ∂w, ∂b) for the cotangent gy

@@ -14,10 +14,11 @@ class MAML(Algorithm):
 
     name = "maml"
     meta_gradient_kinds = ("separate", "summed")
+    chunks_tasks = True
 
     def meta_gradients(self, params, batch, noise, engine):
         lr_g, lr_d = self.inner_lrs(params)
         return differentiate_through_adaptation(
             params, batch, noise, engine, lr_g=lr_g, lr_d=lr_d, create_graph=True,
-            summed=self.meta.meta_gradient == "summed",
+            summed=self.meta.meta_gradient == "summed", chunk=self.meta.task_chunk,
         )  # fmt: skip

@@ -13,6 +13,7 @@ class MetaSGD(Algorithm):
 
     name = "metasgd"
     meta_gradient_kinds = ("separate", "summed")
+    chunks_tasks = True
 
     def extra_parameters(self, theta_g, theta_d):
         return {
@@ -27,5 +28,5 @@ class MetaSGD(Algorithm):
         return differentiate_through_adaptation(
             params, batch, noise, engine,
             lr_g=params["lr_g"], lr_d=params["lr_d"], create_graph=not self.meta.first_order,
-            summed=self.meta.meta_gradient == "summed",
+            summed=self.meta.meta_gradient == "summed", chunk=self.meta.task_chunk,
         )  # fmt: skip
