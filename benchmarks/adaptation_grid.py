@@ -17,7 +17,7 @@ import torch
 
 from metagan import plugins
 from metagan.data.images import save_grid
-from metagan.eval.run import _class_data
+from metagan.eval.data import _class_data
 from metagan.eval.sources import CheckpointSource
 
 

@@ -23,7 +23,8 @@ import torch
 from metagan import plugins
 from metagan.eval import features as F
 from metagan.eval.classifier import FitConfig, embed, fit, predict
-from metagan.eval.run import _class_data, score
+from metagan.eval.data import _class_data
+from metagan.eval.run import score
 from metagan.eval.sources import CheckpointSource
 
 

@@ -53,7 +53,7 @@ def test_feature_extractor_learned_the_meta_train_classes_only(run):
 
 
 def test_real_drawings_score_far_better_than_noise(run):
-    from metagan.eval.run import load_classes
+    from metagan.eval.data import load_classes
 
     f = F.load(run["features"])
     classes, _ = load_classes(f, None, seed=0)

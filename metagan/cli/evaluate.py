@@ -148,7 +148,8 @@ def cmd_eval(args, regs) -> int:
     from metagan import pretrained
     from metagan.eval import features, free, report
     from metagan.eval.classifier import FitConfig
-    from metagan.eval.run import EvalConfig, evaluate
+    from metagan.eval.data import EvalConfig
+    from metagan.eval.run import evaluate
     from metagan.eval.sources import CheckpointSource, FreeSource, ShotsSource
 
     for flag in ("features", "out"):
