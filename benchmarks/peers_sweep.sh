@@ -17,14 +17,18 @@ P() { "$PY" benchmarks/peers.py --threads 1 --json "$OUT/peers.jsonl" "$@" | tee
 # variant and the seeds' separate meta-gradients (`batched`), with fresh-process peak memory.
 # First order: --peer-outer separate (the same meta-gradient as fomaml), with `batched-aten`
 # (PyTorch's own convolution batching rule, no metagan::task_conv2d), at one and two threads.
+# Memory: meta.task_chunk (-chunkN), alone and with recompute, beside learn2learn.
 if [ -z "${SKIP_23:-}" ]; then
   P --order second --tasks 8 --rounds 3 \
     --modes learn2learn,higher,batched,batched-summed,batched-summed-recompute,sequential-summed
+  P --order second --tasks 8 --rounds 3 --modes \
+    learn2learn,batched-summed,batched-summed-chunk2,batched-summed-recompute-chunk2,batched-summed-chunk1
   P --order first --tasks 8 --rounds 5 --peer-outer separate \
     --modes learn2learn,higher,sequential,batched,batched-aten
   "$PY" benchmarks/peers.py --threads 2 --json "$OUT/peers.jsonl" --order first --tasks 8 \
     --rounds 5 --peer-outer separate --no-memory \
     --modes learn2learn,higher,sequential,batched,batched-aten | tee -a "$OUT/peers.md"
+  "$PY" benchmarks/conv_layouts.py --json "$OUT/conv_layouts.jsonl" | tee -a "$OUT/peers.md"
 fi
 [ -n "${ONLY_23:-}" ] && exit 0
 if [ -z "${SKIP_W:-}" ]; then                                       # W, both orders
