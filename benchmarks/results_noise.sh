@@ -3,7 +3,8 @@
 # the MLP G/D with Reptile (configs/noise_only.toml), train the `finetune` baseline, save the
 # `scratch` initialisation, set each row's adaptation rate (chosen on validation classes:
 # Korean classes of a run trained on 3 alphabets), fit the feature extractor and evaluate
-# K = 1 and 5 with S = 20 steps and curves to step 50. One job, one thread.
+# K = 1 and 5 with S = 20 steps and curves to step 50 (SHOTS="5" CURVE=20: a cheaper run).
+# One job, one thread.
 #   benchmarks/results_noise.sh [FOLD ...]     (default: the 5 small1 folds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,10 @@ OUT=${OUT:-runs/results/noise}
 SMALL1=${SMALL1:-../shared/omniglot/images_background_small1.zip}
 CONFIG=configs/noise_only.toml
 # adaptation rate (Adam, inner.lr_g = inner.lr_d) per row, the best of 0.003/0.01/0.03 on validation
-declare -A RATE=([reptile]=0.003 [finetune]=0.03 [scratch]=0.03)
+declare -A RATE=([reptile]=0.003 [finetune]=0.03 [scratch]=0.01)
 export OMP_NUM_THREADS=1
+SHOTS=${SHOTS:-"1 5"}   # K values; CURVE: the last step of the adaptation curves
+CURVE=${CURVE:-50}
 FOLDS=${*:-"Balinese Early_Aramaic Greek Korean Latin"}
 for f in $FOLDS; do
   d=$OUT/$f; mkdir -p "$d"
@@ -28,7 +31,7 @@ for f in $FOLDS; do
     --steps 800 --out "$d/features.pt" > "$d/features.log" 2>&1
   $BIN/metagan eval --features "$d/features.pt" --generator "reptile=$d/reptile/adapt.pt" \
     --generator "finetune=$d/finetune/adapt.pt" --generator "scratch=$d/scratch/adapt.pt" \
-    --shots 1 5 --steps 20 --curve-steps 50 --num 32 --augment-k --classifier-steps 200 \
+    --shots $SHOTS --steps 20 --curve-steps $CURVE --num 32 --augment-k --classifier-steps 200 \
     --bootstrap 50 --out "$d/eval" > "$d/eval.log" 2>&1
   echo "evaluated $d: $d/eval/table.md"
 done
