@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-noise clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-noise results-caltech clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,9 @@ results-free: install
 # the noise-only Meta-GAN (MLP G/D, Reptile) against finetune and scratch, curves to step 50
 results-noise: install
 	BIN=$(BIN) benchmarks/results_noise.sh
+
+results-caltech: install
+	BIN=$(BIN) benchmarks/results.sh caltech
 
 clean:
 	rm -rf build *.egg-info runs .pytest_cache .ruff_cache

@@ -54,21 +54,32 @@ def load_session(
     overrides = list(overrides)
     if device is not None:
         overrides.append(f"run.device={config._toml_value(str(device))}")
-    cfg = config.load(None, overrides, base=ckpt["config"])
+    cfg = config.load(None, overrides, base=recorded_config(ckpt))
     if num is not None:  # one class at least
-        m = cfg.model
-        arch = ArchConfig(image_size=cfg.data.image_size, z_dim=m.z_dim, width=m.width)
+        m, d = cfg.model, cfg.data
+        arch = ArchConfig(
+            image_size=d.image_size, channels=d.channels, z_dim=m.z_dim, width=m.width
+        )
         fp = memory.footprint(registries.architectures.get(m.arch), arch)
         memory.check_sampling(fp, 1, num, cfg, cfg.run.device)
     s = Session(cfg, registries, check_memory=False)  # adapting needs no meta-batch
     return s, s.load_params(path, ckpt)
 
 
+def recorded_config(ckpt: dict) -> dict:
+    """A checkpoint's config as a dict; checkpoints from before colour data (no
+    ``data.channels``) were all one-channel, so they read as ``channels = 1``."""
+    base = {k: dict(v) for k, v in ckpt["config"].items()}
+    base.setdefault("data", {}).setdefault("channels", 1)
+    return base
+
+
 def read_shots(folder: Path, k: int | None = None) -> list:
-    """The first ``k`` (None: every) image of ``folder``, as PIL images (``--images DIR``)."""
+    """The first ``k`` (None: every) image of ``folder``, as PIL images (``--images DIR``) in
+    their own modes: the generator converts them as its training data was (grey or colour)."""
     from metagan.data.images import read_image_dir
 
-    images = read_image_dir(folder)
+    images = read_image_dir(folder, gray=False)
     if k is not None and len(images) < k:
         raise DataError(
             f"--images {folder} holds {len(images)} images but --shots is {k}; add images or lower --shots"

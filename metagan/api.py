@@ -84,8 +84,9 @@ class FewShotGenerator:
     """A meta-learned generator (and its discriminator) that adapts to a new class.
 
     Build it with :func:`load`. Images go in and come out as tensors in [-1, 1] of shape
-    ``(C, H, W) = image_shape``, with the training data's polarity (``config.data.invert``:
-    bright strokes on dark); :meth:`to_pil` turns samples back into ordinary images.
+    ``(C, H, W) = image_shape`` (C = 1 for strokes, 3 for colour photographs), with the
+    training data's polarity (``config.data.invert``: bright strokes on dark; colour is never
+    inverted); :meth:`to_pil` turns samples back into ordinary images.
     """
 
     def __init__(self, session, params: dict[str, Tensor], path: Path):
@@ -121,8 +122,10 @@ class FewShotGenerator:
 
         :param images: a (K, C, H, W) tensor (or one (C, H, W) image) already in the model's
             range, size and polarity; or PIL images, image paths, a folder's path (every image
-            in it), or a list of them, converted as the training data was (squared, resized,
-            inverted when ``config.data.invert``). A list of (C, H, W) tensors is stacked.
+            in it), or a list of them, of any size and mode, converted as the training data
+            was: for one channel grey, padded to a square, resized, inverted when
+            ``config.data.invert``; for three channels RGB, centre-cropped, resized, never
+            inverted. A list of (C, H, W) tensors is stacked.
         :raises DataError: non-finite values; values outside [-1, 1]; values all >= 0, taken
             for [0, 1] images (say how to map them); an unreadable file.
         :raises ConfigError: no images, a wrong shape, tensors mixed with other kinds.
@@ -131,7 +134,7 @@ class FewShotGenerator:
 
         cfg = self.config.data
         if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
-            images = read_image_dir(images)  # a folder: every image in it
+            images = read_image_dir(images, gray=False)  # a folder: every image in it
         elif isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]  # one image, not a sequence of characters
         if isinstance(images, Tensor):
@@ -145,10 +148,12 @@ class FewShotGenerator:
             elif any(isinstance(i, Tensor) for i in items):
                 raise ConfigError("pass images as all tensors or all PIL images/paths, not mixed")
             else:
-                pil = [i if isinstance(i, Image.Image) else open_image(Path(i)) for i in items]
+                pil = [i if isinstance(i, Image.Image) else open_image(Path(i), gray=False)
+                       for i in items]  # fmt: skip
                 for n, im in enumerate(pil):  # files were checked as they were read
                     check_min_size(f"number {n} of the images given", im.size)
-                return to_tensor(pil, cfg.image_size, invert=cfg.invert).to(self.device)
+                x = to_tensor(pil, cfg.image_size, invert=cfg.invert, channels=cfg.channels)
+                return x.to(self.device)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or x.shape[0] < 1:
             raise ConfigError(
                 f"images must be (K, {', '.join(map(str, self.image_shape))}) with K >= 1, got "
@@ -158,7 +163,8 @@ class FewShotGenerator:
         return x.to(self.device, torch.float32)
 
     def to_pil(self, samples: Tensor) -> list[Image.Image]:
-        """(N, C, H, W) samples → N PIL images (dark strokes on white, as the data files)."""
+        """(N, C, H, W) samples → N PIL images: mode "L" with dark strokes on white (as the
+        data files) for one channel, "RGB" for three."""
         from metagan.data.images import to_pil
 
         return to_pil(samples, invert=self.config.data.invert)

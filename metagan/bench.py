@@ -59,6 +59,7 @@ class Row:
     matmul_gflops: float  # the machine's measured rate, same run
     speedup_vs_sequential: float | None = None
     recompute: bool = False
+    channels: int = 1
 
 
 def machine_matmul_gflops(device: torch.device, *, repeats: int = 10) -> float:
@@ -156,6 +157,7 @@ class Workload:
     width: int
     device: str
     recompute: bool = False
+    channels: int = 1
     meta_gradient: str = "separate"  # meta.meta_gradient
     task_chunk: int = 0  # meta.task_chunk
 
@@ -164,7 +166,7 @@ def workload_pair(registries, w: Workload):
     """The workload's G/D pair, on its device, initialised from seed 0 (the same in every mode)."""
     torch.manual_seed(0)
     pair = registries.architectures.get(w.arch)(
-        ArchConfig(image_size=w.image_size, z_dim=w.z_dim, width=w.width)
+        ArchConfig(image_size=w.image_size, channels=w.channels, z_dim=w.z_dim, width=w.width)
     )
     pair.generator.to(w.device)
     pair.discriminator.to(w.device)
@@ -175,12 +177,12 @@ def workload_data(w: Workload) -> tuple[TaskBatch, Noise]:
     """The workload's random images and latent codes (seed 0; the same in every mode)."""
     device = torch.device(w.device)
     gen = torch.Generator().manual_seed(0)
-    size = (w.image_size, w.image_size)
+    size = (w.channels, w.image_size, w.image_size)
     batch = TaskBatch(
-        support=(torch.rand(w.tasks, w.shots, 1, *size, generator=gen) * 2 - 1).to(
+        support=(torch.rand(w.tasks, w.shots, *size, generator=gen) * 2 - 1).to(
             device
-        ),  # (T, K, 1, H, W)
-        query=(torch.rand(w.tasks, max(w.queries, 1), 1, *size, generator=gen) * 2 - 1).to(device),
+        ),  # (T, K, C, H, W)
+        query=(torch.rand(w.tasks, max(w.queries, 1), *size, generator=gen) * 2 - 1).to(device),
         classes=torch.arange(w.tasks, device=device),
     )
     noise = Noise.draw(w.inner_steps, w.tasks, w.shots, w.z_dim, generator=gen, device=device)
@@ -271,7 +273,7 @@ def bench_one(
         inner_steps=w.inner_steps, device=w.device, sec_per_iter=med, sec_iqr=q[2] - q[0],
         tasks_per_s=w.tasks / med, inner_steps_per_s=w.tasks * w.inner_steps / med, peak_mem_mb=peak,
         gflop_per_iter=n_flops / 1e9, achieved_gflops=n_flops / med / 1e9, matmul_gflops=matmul_gflops,
-        recompute=w.recompute,
+        recompute=w.recompute, channels=w.channels,
     )  # fmt: skip
 
 
@@ -302,7 +304,7 @@ def run(args, registries) -> int:
     for name in args.algorithm:
         registries.algorithms.get(name)
     registries.architectures.get(args.arch)
-    ArchConfig(image_size=args.image_size)  # validates the size
+    ArchConfig(image_size=args.image_size, channels=args.channels)  # validates the size
     if args.threads:
         torch.set_num_threads(args.threads)
     mm = machine_matmul_gflops(device)
@@ -330,7 +332,7 @@ def run(args, registries) -> int:
                         algorithm=name, tasks=T, arch=args.arch, image_size=args.image_size, shots=args.shots,
                         queries=args.queries, inner_steps=args.inner_steps, z_dim=args.z_dim, width=args.width,
                         device=str(device),
-                        recompute=args.recompute,
+                        recompute=args.recompute, channels=args.channels,
                     )  # fmt: skip
                     try:
                         row = bench_one(registries, w, mode=mode, repeats=args.repeats, warmup=args.warmup,

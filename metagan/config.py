@@ -42,8 +42,13 @@ class DataConfig:
 
     dataset: str = "glyphs"
     root: str = ""  # path for datasets that read files (omniglot, folder); "" = none
-    image_size: int = 28
-    invert: bool = True  # strokes bright on a dark background, the usual GAN convention
+    image_size: int = 28  # 28, 32, 64 or 128
+    # 1 (grayscale) or 3 (RGB) converts the images; 0: the dataset's own (the folder dataset
+    # reads it from the files: 3 if any is colour). The run's checkpoint records the number.
+    channels: int = 0
+    # strokes bright on a dark background, the usual GAN convention; for 1-channel data only:
+    # colour images are never inverted (a run with 3 channels records invert = false)
+    invert: bool = True
     shots: int = 5  # K support images per task
     queries: int = 5  # Q query images per task (outer loss)
     # share of groups (alphabets) held out for meta-test; 0: none (every class trains, for a
@@ -56,6 +61,10 @@ class DataConfig:
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(
                 f"data.image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"
+            )
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(
+                f"data.channels must be 0 (the dataset's), 1 (grayscale) or 3 (RGB), got {self.channels}"
             )
         if self.shots < 1:
             raise ConfigError(f"data.shots must be a positive integer, got {self.shots}")

@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from metagan.errors import ConfigError, MetaganError, PluginError, cause
 
-IMAGE_SIZES = (28, 32, 64)
+IMAGE_SIZES = (28, 32, 64, 128)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +38,9 @@ class ArchConfig:
             raise ConfigError(
                 f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"
             )
-        for key in ("channels", "z_dim", "width"):
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        for key in ("z_dim", "width"):
             if getattr(self, key) <= 0:
                 raise ConfigError(
                     f"arch {key} must be a positive integer, got {getattr(self, key)}"

@@ -3,6 +3,7 @@ the engine, the algorithm, the data, and fresh or loaded meta-parameters."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -32,11 +33,17 @@ class Session:
         loss = regs.losses.get(cfg.model.loss)
         self.dataset_cls = regs.datasets.get(cfg.data.dataset)
         self.device = _device(cfg.run.device)
+        # data.channels = 0 becomes the dataset's own number (the dataset is opened for it)
+        self.cfg = cfg = self.with_data(cfg, self._resolved_data(cfg.data))
         self.arch_cfg = ArchConfig(
-            image_size=cfg.data.image_size, z_dim=cfg.model.z_dim, width=cfg.model.width
+            image_size=cfg.data.image_size,
+            channels=cfg.data.channels,
+            z_dim=cfg.model.z_dim,
+            width=cfg.model.width,
         )
         # sizes that cannot fit are refused before anything is allocated
         self.footprint = memory.footprint(build, self.arch_cfg)
+        self._build = build
         if check_memory:
             memory.check_training(self.footprint, cfg, self.device)
         torch.manual_seed(cfg.run.seed)  # the initialisation depends on the seed only
@@ -51,6 +58,24 @@ class Session:
         self.algorithm.name = cfg.meta.algorithm
         self.algorithm.plugin = regs.algorithms.entry(cfg.meta.algorithm).plugin
         check_query(self.algorithm, cfg.data.queries)
+
+    def _resolved_data(self, data):
+        """``data`` with its channels settled (0: the dataset's ``channels``) and ``invert``
+        off for colour (colour images are never inverted)."""
+        channels = data.channels
+        if channels == 0:
+            channels = getattr(self.dataset, "channels", 1)
+            if isinstance(channels, bool) or channels not in (1, 3):
+                raise PluginError(
+                    f"{self._dataset_who} declares channels={channels!r}; a dataset's channels "
+                    "must be 1 (grayscale) or 3 (RGB)"
+                )
+        return dataclasses.replace(data, channels=channels, invert=data.invert and channels == 1)
+
+    def with_data(self, cfg: Config, data=None) -> Config:
+        """``cfg`` with this session's data section (its channels settled): what a run's
+        checkpoint records, so that adapting never has to open the dataset."""
+        return dataclasses.replace(cfg, data=self.cfg.data if data is None else data)
 
     # -- meta-parameters -------------------------------------------------------------------
     def init_params(self) -> dict[str, Tensor]:
@@ -85,6 +110,7 @@ class Session:
             self.dataset,
             image_size=self.cfg.data.image_size,
             invert=self.cfg.data.invert,
+            channels=self.cfg.data.channels,
             who=self._dataset_who,
         )
 
@@ -144,7 +170,15 @@ class Session:
             f"ops backend: {ops.backend_info()}",
             f"engine: {c.run.engine}; algorithm: {c.meta.algorithm}; arch: {c.model.arch} ({self.engine.G.spec.numel} + "
             f"{self.engine.D.spec.numel} params); dataset: {c.data.dataset}; loss: {c.model.loss}",
+            f"images: {c.data.channels} x {c.data.image_size} x {c.data.image_size}"
+            + ("" if c.data.channels == 3 else f", invert {str(c.data.invert).lower()}"),
+            *filter(None, [self.estimate()]),
         ]
+
+    def estimate(self) -> str | None:
+        """Memory and time of one meta-iteration, estimated without allocating (metagan.memory)."""
+        flops = memory.iteration_flops(self._build, self.arch_cfg, self.cfg)
+        return memory.estimate_line(self.footprint, flops, self.cfg, self.device)
 
 
 def _device(name: str) -> torch.device:

@@ -67,6 +67,7 @@ class Trainer:
         # builds the Session on this rank's device); None: set it up here.
         self.dist = distributed.setup(cfg) if dist is None else dist
         self.s = distributed.rank_session(self.dist, cfg, session)  # on cuda:LOCAL_RANK
+        self.cfg = cfg = self.s.with_data(cfg)  # data.channels as the dataset has them
         self.out = Path(cfg.run.out)
         self.step = 0
         self.noise_gen = torch.Generator().manual_seed(cfg.run.seed)

@@ -17,7 +17,7 @@ those parameters from uniform noise scaled by a *strength* (0 is the identity):
 The stroke change is applied first, then the affine map and the elastic field as ONE
 resampling (the image is interpolated once, not blurred twice). The area a transform uncovers
 is filled with the paper (background) value: -1 for inverted images (strokes +1 on -1), +1
-otherwise.
+otherwise; colour photographs (``background=None``) have no paper: the border is repeated.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def deform(
     theta: Tensor | None = None,
     control: Tensor | None = None,
     stroke: Tensor | None = None,
-    background: float | Tensor,
+    background: float | Tensor | None,
 ) -> Tensor:
     """``x`` (N, C, H, W) in [-1, 1]: stroke width by ``stroke`` (N,), then resampled once
     along the affine map ``theta`` (N, 2, 3) plus the elastic field of ``control``
@@ -100,6 +100,8 @@ def deform(
     grid = affine_grid(theta.to(x), h, w)  # (N, H, W, 2)
     if control is not None:
         grid = grid + elastic_field(control.to(x), h)
+    if background is None:  # photographs: no paper colour, the border is repeated
+        return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
     out = F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros")
     return out + background
 
@@ -119,7 +121,7 @@ class Jitter:
     affine: float = 0.0
     elastic: float = 0.0
     stroke: float = 0.0
-    background: float = -1.0
+    background: float | None = -1.0  # None: colour photographs (the border is repeated)
 
     def __post_init__(self):
         for key, hi in (("affine", 3.0), ("elastic", 3.5), ("stroke", 1.0)):
@@ -128,8 +130,15 @@ class Jitter:
                 raise ConfigError(
                     f"{key} strength must be a number in [0, {hi}] (0 = off), got {v!r}"
                 )
-        if self.background not in (-1.0, 1.0):
-            raise ConfigError(f"background must be -1 or +1, got {self.background!r}")
+        if self.background is None and self.stroke > 0:
+            raise ConfigError(
+                "stroke width is for drawings on paper; colour photographs have no strokes "
+                "(use the free rows affine, elastic, flip, crop, colour or photo)"
+            )
+        if self.background is not None and self.background not in (-1.0, 1.0):
+            raise ConfigError(
+                f"background must be -1, +1 or None (photographs), got {self.background!r}"
+            )
 
     @property
     def noise(self) -> int:

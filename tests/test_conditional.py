@@ -27,10 +27,11 @@ def pair(registries, arch, *, size=28, z_dim=8, width=4):
 
 
 @pytest.mark.parametrize("arch", CONDITIONAL)
-@pytest.mark.parametrize("size", [28, 32, 64])
-def test_conditional_architectures_pass_the_conformance_check(registries, arch, size):
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 1), (64, 1), (64, 3), (128, 3)])
+def test_conditional_architectures_pass_the_conformance_check(registries, arch, size, channels):
     assert pair(registries, arch, size=size).conditional
-    check_architecture(registries.architectures.get(arch), image_size=size)
+    build = registries.architectures.get(arch)
+    check_architecture(build, image_size=size, channels=channels, width=4, tasks=2)
 
 
 @pytest.mark.parametrize("arch", CONDITIONAL)

@@ -72,6 +72,11 @@ def test_builtin_architectures_pass_the_plugin_conformance_check(registries, arc
     check_architecture(registries.architectures.get(arch))
 
 
+@pytest.mark.parametrize("size", [64, 128])
+def test_dcgan_takes_colour_photographs_at_64_and_128_px(registries, size):
+    check_architecture(registries.architectures.get("dcgan"), image_size=size, channels=3, tasks=2)
+
+
 @pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "metasgd", "finetune"])
 def test_builtin_algorithms_pass_the_plugin_conformance_check(registries, name):
     check_algorithm(registries.algorithms.get(name))

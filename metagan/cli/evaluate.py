@@ -32,10 +32,11 @@ def add_parser(sub) -> None:
         help="a checkpoint to evaluate (repeatable); NAME defaults to its algorithm",
     )  # fmt: skip
     e.add_argument(
-        "--reference", nargs="*", default=["shots", "affine", "elastic", "stroke",
-        "affine+elastic+stroke"], metavar="ROW",
+        "--reference", nargs="*", default=None, metavar="ROW",
         help="rows that need no GAN: shots, and free rows affine, elastic, stroke or a "
-        "'+'-joined composition (default: shots affine elastic stroke affine+elastic+stroke)",
+        "'+'-joined composition, and for colour photographs flip, crop, colour, photo "
+        "(default: shots affine elastic stroke affine+elastic+stroke; for colour data "
+        "shots affine elastic flip crop colour photo)",
     )  # fmt: skip
     e.add_argument(
         "--strength", action="append", default=[], metavar="PART=S[,S...]",
@@ -149,6 +150,7 @@ def cmd_eval(args, regs) -> int:
     from metagan.eval import features, free, report
     from metagan.eval.classifier import FitConfig
     from metagan.eval.data import EvalConfig
+    from metagan.eval.photo import PHOTO_REFERENCES, PhotoSource
     from metagan.eval.run import evaluate
     from metagan.eval.sources import CheckpointSource, FreeSource, ShotsSource
 
@@ -165,9 +167,12 @@ def cmd_eval(args, regs) -> int:
         val_classes=args.val_classes, bootstrap=args.bootstrap, classes=args.classes,
         seed=args.seed, strengths=free.CANDIDATES | free.parse_strengths(args.strength),
     )  # fmt: skip
-    bg = free.background_of(feats.data["invert"])
-    sources = [ShotsSource() if ref == "shots" else FreeSource(ref, bg)
-               for ref in dict.fromkeys(args.reference)]  # fmt: skip
+    bg = free.background_of_data(feats.data)
+    refs = args.reference
+    if refs is None:
+        refs = ["shots", *(("affine", "elastic", *PHOTO_REFERENCES) if bg is None else free.ROWS)]
+    sources = [ShotsSource() if ref == "shots" else PhotoSource(ref) if ref in PHOTO_REFERENCES
+               else FreeSource(ref, bg) for ref in dict.fromkeys(refs)]  # fmt: skip
     for item in args.generator:
         name, sep, path = item.rpartition("=")
         sources.append(

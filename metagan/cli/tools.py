@@ -30,6 +30,7 @@ def add_bench_parser(sub) -> None:
     )
     b.add_argument("--arch", default="dcgan")
     b.add_argument("--image-size", type=int, default=28)
+    b.add_argument("--channels", type=int, default=1, choices=[1, 3], help="3: colour images")
     b.add_argument(
         "--tasks",
         type=positive_list,

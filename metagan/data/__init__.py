@@ -1,7 +1,7 @@
 """Few-shot data: datasets of classes, image conversion and task sampling.
 
 - :mod:`metagan.data.base`: :class:`ClassDataset`, the interface dataset plugins implement.
-- :mod:`metagan.data.images`: Pillow images <-> ``(N, 1, S, S)`` tensors in [-1, 1], grids.
+- :mod:`metagan.data.images`: Pillow images <-> ``(N, C, S, S)`` tensors in [-1, 1] (C = 1 or 3), grids.
 - :mod:`metagan.data.tasks`: class splits, the image cache and the resumable task sampler.
 """
 

@@ -44,6 +44,12 @@ class ClassDataset(abc.ABC):
     """
 
     classes: list[ClassRef]
+    #: The images' channels: 1 (grayscale: strokes, dark on white) or 3 (colour photographs).
+    #: ``data.channels = 0`` (the default) trains with this; the images :meth:`load_class`
+    #: returns are converted to it (or to an explicit ``data.channels``) whatever their mode.
+    #: A class attribute for a fixed dataset; a file-backed dataset that reads it from its
+    #: files sets it in ``__init__`` (the ``folder`` dataset: 3 if any file is colour).
+    channels: int = 1
 
     def __init__(self, *, root: str | os.PathLike | None = None, seed: int = 0):
         self.root = Path(root).expanduser() if root is not None else None
@@ -65,7 +71,8 @@ class ClassDataset(abc.ABC):
 
     @abc.abstractmethod
     def load_class(self, index: int) -> list[Image.Image]:
-        """The images of class ``index``: any size, mode "L", dark strokes on white."""
+        """The images of class ``index``: any size and mode (one-channel datasets: dark strokes
+        on white; colour ones: RGB photographs), converted by the image cache."""
 
     def __len__(self) -> int:
         return len(self.classes)

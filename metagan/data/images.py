@@ -1,11 +1,21 @@
-"""Images in and out: Pillow images <-> ``(N, 1, S, S)`` tensors in [-1, 1], PNG grids, image folders.
+"""Images in and out: Pillow images <-> ``(N, C, S, S)`` tensors in [-1, 1], PNG grids, image folders.
 
-Every dataset hands over Pillow images in mode "L" with dark strokes on a white background
-(Omniglot's convention). Models see ``(N, 1, S, S)`` float32 tensors in [-1, 1]; with
-``invert=True`` the strokes are bright (+1) on a dark background (-1), which is what most GAN
-code for Omniglot uses, because a generator then starts from an almost all -1 image instead of
-having to paint a white page. Resizing is done by Pillow (Lanczos, antialiased when shrinking)
-on 8-bit grayscale, so an image cache can hold ``uint8`` without losing anything.
+Two kinds of data, told apart by the channel count C:
+
+* C = 1, strokes (Omniglot's convention: dark strokes on a white background). Images are
+  converted to grayscale, PADDED to a square with their border's colour (every stroke kept,
+  its shape unchanged) and resized. With ``invert=True`` the strokes are bright (+1) on a dark
+  background (-1), which is what most GAN code for Omniglot uses, because a generator then
+  starts from an almost all -1 image instead of having to paint a white page.
+* C = 3, colour photographs. Images are converted to RGB (transparency onto white),
+  CENTRE-CROPPED to a square and resized to S x S (what torchvision's
+  ``Resize(S) + CenterCrop(S)`` and the few-shot photo literature do: the object fills the
+  frame, and there are no padded bands of a varying width that a generator would have to
+  learn to paint; the price is the margins of the longer side). They are never inverted.
+
+Models see ``(N, C, S, S)`` float32 tensors in [-1, 1]. Resizing is done by Pillow (Lanczos,
+antialiased when shrinking) in 8 bits per channel, so an image cache can hold ``uint8``
+without losing anything.
 """
 
 from __future__ import annotations
@@ -25,7 +35,10 @@ from metagan.errors import ConfigError, DataError
 from metagan.io import atomic_write
 
 # Sizes the built-in architectures are written for; 28 is the classic Omniglot/MNIST size.
-IMAGE_SIZES = (28, 32, 64)
+IMAGE_SIZES = (28, 32, 64, 128)
+CHANNELS = (1, 3)  # grayscale (strokes) or RGB (photographs)
+# modes whose pixels carry no colour; every other mode is colour ("P" is judged by its palette)
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # The smallest image side that still carries a drawing: smaller images (a 1x1 pixel) are
 # refused, not blown up into a blank sample of nothing.
@@ -42,6 +55,66 @@ def check_image_size(size: int) -> int:
         valid = ", ".join(str(s) for s in IMAGE_SIZES)
         raise ConfigError(f"image size {size!r} is not supported; valid sizes are {valid}")
     return size
+
+
+def check_channels(channels: int, what: str = "channels") -> int:
+    """``channels`` if it is one of :data:`CHANNELS`, else a ConfigError naming the valid ones."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in CHANNELS:
+        raise ConfigError(f"{what} {channels!r} is not supported; valid: 1 (grayscale), 3 (RGB)")
+    return channels
+
+
+def is_colour(img: Image.Image) -> bool:
+    """Whether ``img``'s mode carries colour, read from the header (no pixels are decoded).
+
+    An RGB file is colour even when its pixels happen to be gray; a palette image is colour
+    unless every palette entry is gray.
+    """
+    if img.mode in GRAY_MODES:
+        return False
+    if img.mode in ("P", "PA") and img.palette is not None:
+        try:
+            raw = img.palette.tobytes()
+        except (ValueError, OSError):
+            return True
+        if img.palette.mode == "RGB":
+            return any(
+                raw[i] != raw[i + 1] or raw[i] != raw[i + 2] for i in range(0, len(raw) - 2, 3)
+            )
+    return True
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` in mode "RGB"; transparent pixels become white, high-bit-depth gray is scaled
+    to 8 bits first (as :func:`to_gray` does)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in GRAY_MODES and img.mode not in ("LA", "La"):
+        return to_gray(img).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        img.mode == "P" and "transparency" in img.info
+    ):
+        rgba = img.convert("RGBA")
+        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(page, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def centre_crop(img: Image.Image, size: int) -> Image.Image:
+    """The centre square of ``img`` (side: its shorter side; where the margins are odd the
+    extra pixel is left on the right or bottom), resized to ``size`` x ``size``.
+
+    The same image as resizing the shorter side to ``size`` and cropping the centre, but
+    cropped first on whole pixels, so nothing outside the square bleeds in.
+    """
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    if side != w or side != h:
+        img = img.crop((left, top, left + side, top + side))
+    if side != size:
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    return img
 
 
 def to_gray(img: Image.Image) -> Image.Image:
@@ -98,40 +171,66 @@ def to_uint8(images: Sequence[Image.Image], size: int) -> np.ndarray:
     return out
 
 
+def to_pixels(images: Sequence[Image.Image], size: int, channels: int) -> np.ndarray:
+    """Images as a ``(N, C, size, size)`` uint8 array: C = 1 as :func:`to_uint8` (grayscale,
+    padded, resized; exactly what one-channel data always got), C = 3 RGB, centre-cropped."""
+    if check_channels(channels) == 1:
+        return to_uint8(images, size)[:, None]
+    check_image_size(size)
+    out = np.empty((len(images), 3, size, size), dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(centre_crop(to_rgb(img), size)).transpose(2, 0, 1)
+    return out
+
+
 def uint8_to_tensor(pixels: torch.Tensor | np.ndarray, *, invert: bool) -> torch.Tensor:
     """``(..., H, W)`` uint8 pixels -> float32 in [-1, 1] (white -> +1, or -1 when inverted)."""
     x = torch.as_tensor(pixels).to(torch.float32) * (2.0 / 255.0) - 1.0
     return -x if invert else x
 
 
-def to_tensor(images: list[Image.Image], size: int, *, invert: bool) -> torch.Tensor:
-    """Pillow images -> ``(N, 1, size, size)`` float32 in [-1, 1].
+def check_invert(channels: int, invert: bool) -> None:
+    """Colour images are never inverted: a ValueError for ``invert`` with 3 channels."""
+    if invert and channels == 3:
+        raise ValueError("colour images are never inverted; invert applies to 1-channel strokes")
 
-    :param images: any sizes and modes; converted to grayscale, padded to square, resized.
+
+def to_tensor(
+    images: list[Image.Image], size: int, *, invert: bool, channels: int = 1
+) -> torch.Tensor:
+    """Pillow images -> ``(N, C, size, size)`` float32 in [-1, 1].
+
+    :param images: any sizes and modes; see the module docstring for how each C converts them.
     :param size: one of :data:`IMAGE_SIZES`.
-    :param invert: make strokes bright: white background -> -1, dark strokes -> +1.
+    :param invert: make strokes bright: white background -> -1, dark strokes -> +1 (C = 1 only).
+    :param channels: 1 (grayscale) or 3 (RGB).
     """
-    pixels = to_uint8(images, size)  # (N, S, S)
-    return uint8_to_tensor(pixels, invert=invert).unsqueeze(1)  # (N, 1, S, S)
+    check_invert(channels, invert)
+    pixels = to_pixels(images, size, channels)  # (N, C, S, S)
+    return uint8_to_tensor(pixels, invert=invert)
 
 
 def _check_images(x: torch.Tensor, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in CHANNELS:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{what} must be a (N, 1, H, W) tensor, got {shape}")
+        raise ValueError(f"{what} must be a (N, 1, H, W) or (N, 3, H, W) tensor, got {shape}")
     return x
 
 
 def to_pil(x: torch.Tensor, *, invert: bool) -> list[Image.Image]:
-    """``(N, 1, H, W)`` values in [-1, 1] -> N Pillow images, mode "L" (values are clamped).
+    """``(N, C, H, W)`` values in [-1, 1] -> N Pillow images, mode "L" (C = 1) or "RGB"
+    (C = 3); values are clamped.
 
     :param invert: the tensor has bright strokes (as made by ``to_tensor(..., invert=True)``);
         the images get dark strokes on white again.
     """
     x = _check_images(x, "to_pil's input").detach().to("cpu", torch.float32)
+    check_invert(x.shape[1], invert)
     if invert:
         x = -x
-    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, 1, H, W)
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, C, H, W)
+    if x.shape[1] == 3:
+        return [Image.fromarray(p.permute(1, 2, 0).numpy(), mode="RGB") for p in pixels]
     return [Image.fromarray(p[0].numpy(), mode="L") for p in pixels]
 
 
@@ -144,10 +243,10 @@ def save_grid(
     split: int = 0,
     labels: Sequence[str] | None = None,
 ) -> Path:
-    """Write a PNG grid with one row per ``(N, 1, H, W)`` tensor, atomically.
+    """Write a PNG grid with one row per ``(N, C, H, W)`` tensor, atomically (RGB for C = 3).
 
     Rows may hold different numbers of images (shorter rows are left blank); all images must
-    share one H x W. The padding is mid-grey so that cells stay visible with and without
+    share one C x H x W. The padding is mid-grey so that cells stay visible with and without
     ``invert``.
 
     :param split: the first ``split`` images of every row (the shots) are set apart from the
@@ -159,12 +258,12 @@ def save_grid(
     rows = [_check_images(r, f"row {i} of save_grid") for i, r in enumerate(rows)]
     if labels is not None and len(labels) != len(rows):
         raise ValueError(f"save_grid got {len(labels)} labels for {len(rows)} rows")
-    h, w = rows[0].shape[-2:]
+    c, h, w = rows[0].shape[-3:]
     for i, r in enumerate(rows):
-        if r.shape[-2:] != (h, w):
+        if r.shape[-3:] != (c, h, w):
             raise ValueError(
-                f"save_grid rows must share one image size: row 0 is {h}x{w}, "
-                f"row {i} is {r.shape[-2]}x{r.shape[-1]}"
+                f"save_grid rows must share one image shape: row 0 is {c}x{h}x{w}, "
+                f"row {i} is {r.shape[-3]}x{r.shape[-2]}x{r.shape[-1]}"
             )
     cols = max(1, max(r.shape[0] for r in rows))
     gap = 4 * pad + 1 if 0 < split < cols else 0  # extra width between shots and samples
@@ -174,7 +273,8 @@ def save_grid(
     if labels is not None:
         left = max(int(draw.textlength(str(t), font=font)) for t in labels) + 2 * pad + 2
     width = left + pad + cols * (w + pad) + gap
-    grid = np.full((pad + len(rows) * (h + pad), width), 128, dtype=np.uint8)
+    colour = (3,) if c == 3 else ()  # an RGB grid for colour rows, mode "L" otherwise
+    grid = np.full((pad + len(rows) * (h + pad), width, *colour), 128, dtype=np.uint8)
     if left:
         grid[:, :left] = 255
     if gap:
@@ -185,12 +285,12 @@ def save_grid(
             y = pad + i * (h + pad)
             x = left + pad + j * (w + pad) + (gap if gap and j >= split else 0)
             grid[y : y + h, x : x + w] = np.asarray(img)
-    out = Image.fromarray(grid, mode="L")
+    out = Image.fromarray(grid, mode="RGB" if colour else "L")
     if labels is not None:
         pen = ImageDraw.Draw(out)
         for i, text in enumerate(labels):
             y = pad + i * (h + pad) + max(0, (h - 11) // 2)
-            pen.text((pad, y), str(text), fill=0, font=font)
+            pen.text((pad, y), str(text), fill=(0, 0, 0) if colour else 0, font=font)
     path = Path(path)
     with atomic_write(path, "wb") as f:
         out.save(f, format="PNG")
@@ -206,8 +306,9 @@ def list_image_files(folder: Path) -> list[Path]:
     )
 
 
-def open_image(path: Path | str, data: bytes | None = None) -> Image.Image:
-    """Decode one image file fully, as mode "L"; a DataError names the file if that fails.
+def open_image(path: Path | str, data: bytes | None = None, *, gray: bool = True) -> Image.Image:
+    """Decode one image file fully, as mode "L" (``gray=False``: in its own mode, for the
+    caller to convert, e.g. by :func:`to_pixels`); a DataError names the file if that fails.
 
     ``data``: the file's bytes when they do not come from ``path`` itself (a zip member; then
     ``path`` only names it). Images beyond Pillow's pixel limit are refused as possible
@@ -217,7 +318,7 @@ def open_image(path: Path | str, data: bytes | None = None) -> Image.Image:
         with Image.open(path if data is None else io.BytesIO(data)) as img:
             check_min_size(path, img.size)
             img.load()
-            return to_gray(img).copy()
+            return to_gray(img).copy() if gray else img.copy()
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
@@ -258,6 +359,18 @@ def max_image_pixels() -> int | None:
     return value
 
 
+def image_is_colour(path: Path) -> bool:
+    """Whether the file holds a colour image (:func:`is_colour`), from its header."""
+    with _reading(path):
+        with Image.open(path) as img:
+            return is_colour(img)
+
+
+def channels_of_files(files: Sequence[Path]) -> int:
+    """3 if any of ``files`` is a colour image, else 1 (headers only, nothing decoded)."""
+    return 3 if any(image_is_colour(f) for f in files) else 1
+
+
 @contextlib.contextmanager
 def _reading(path):
     """Turn every failure to read image ``path`` into a one-line DataError naming it; Pillow's
@@ -284,16 +397,6 @@ def _first(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def check_same_size(files: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> None:
-    """A DataError naming two files of different sizes, if there are any."""
-    for f, s in zip(files, sizes):
-        if s != sizes[0]:
-            raise DataError(
-                f"images must all have one size: {str(files[0])!r} is {sizes[0][0]}x{sizes[0][1]} "
-                f"but {str(f)!r} is {s[0]}x{s[1]}; resize them to one size"
-            )
-
-
 def image_files_or_error(folder: str | os.PathLike, what: str = "image folder") -> list[Path]:
     """The image files of ``folder``; a DataError if it is missing, not a folder or has none."""
     folder = Path(folder).expanduser()
@@ -312,15 +415,12 @@ def image_files_or_error(folder: str | os.PathLike, what: str = "image folder") 
     return files
 
 
-def read_image_dir(path: str | os.PathLike) -> list[Image.Image]:
-    """The user's own K images: every png/jpg/jpeg/bmp/gif in ``path``, sorted by file name.
+def read_image_dir(path: str | os.PathLike, *, gray: bool = True) -> list[Image.Image]:
+    """The user's own K images: every png/jpg/jpeg/bmp/gif in ``path``, sorted by file name,
+    of any sizes (they are resized when converted to tensors).
 
-    Returns fully decoded mode "L" images (transparency composited onto white). Raises a
-    one-line DataError for a missing folder, a folder without images (naming the valid
-    extensions), a file that cannot be decoded (naming it) and images of different sizes
-    (naming two files and their sizes).
+    Returns fully decoded mode "L" images (transparency composited onto white; ``gray=False``:
+    each in its own mode). Raises a one-line DataError for a missing folder, a folder without
+    images (naming the valid extensions) and a file that cannot be decoded (naming it).
     """
-    files = image_files_or_error(path)
-    images = [open_image(f) for f in files]
-    check_same_size(files, [im.size for im in images])
-    return images
+    return [open_image(f, gray=gray) for f in image_files_or_error(path)]

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from metagan.data.base import ClassDataset
-from metagan.data.images import check_image_size, to_uint8, uint8_to_tensor
+from metagan.data.images import (
+    check_channels,
+    check_image_size,
+    check_invert,
+    to_pixels,
+    uint8_to_tensor,
+)
 from metagan.errors import (
     CheckpointError,
     ConfigError,
@@ -146,30 +152,42 @@ def _split_named_groups(
 
 
 class ImageCache:
-    """Loads, resizes and caches each class once; :meth:`get` gives ``(N, 1, S, S)`` floats.
+    """Loads, resizes and caches each class once; :meth:`get` gives ``(N, C, S, S)`` floats.
 
     Pixels are kept as uint8 (Pillow resizes in 8 bits anyway, so nothing is lost): the full
     glyphs dataset at 64x64 takes ~100 MB instead of ~400 MB as float32.
+
+    :param channels: 1 (grayscale, padded to square) or 3 (RGB, centre-cropped); see
+        :mod:`metagan.data.images`.
     """
 
     def __init__(
-        self, dataset: ClassDataset, *, image_size: int, invert: bool, who: str | None = None
+        self,
+        dataset: ClassDataset,
+        *,
+        image_size: int,
+        invert: bool,
+        channels: int = 1,
+        who: str | None = None,
     ):
         self.dataset = dataset
         # how errors name the dataset's plugin, e.g. "dataset 'mine' (plugin 'my-plugin')"
         self.who = who or f"dataset {type(dataset).__name__}"
         self.image_size = check_image_size(image_size)
+        self.channels = check_channels(channels)
         self.invert = bool(invert)
+        check_invert(self.channels, self.invert)
         self._pixels: dict[int, torch.Tensor] = {}
 
     def pixels(self, index: int) -> torch.Tensor:
-        """The class's images as ``(N, S, S)`` uint8 (255 = white paper)."""
+        """The class's images as ``(N, C, S, S)`` uint8 (255 = white paper)."""
         index = self.dataset.check_index(index)
         out = self._pixels.get(index)
         if out is None:
             try:
                 images = self.dataset.load_class(index)
-                out = torch.from_numpy(to_uint8(images, self.image_size))  # (N, S, S)
+                out = to_pixels(images, self.image_size, self.channels)  # (N, C, S, S)
+                out = torch.from_numpy(out)
             except MetaganError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the dataset plugin's fault, named
@@ -181,8 +199,8 @@ class ImageCache:
         return out
 
     def get(self, index: int) -> torch.Tensor:
-        """Class ``index`` as ``(N, 1, S, S)`` float32 in [-1, 1]."""
-        return uint8_to_tensor(self.pixels(index), invert=self.invert).unsqueeze(1)
+        """Class ``index`` as ``(N, C, S, S)`` float32 in [-1, 1]."""
+        return uint8_to_tensor(self.pixels(index), invert=self.invert)
 
     def __len__(self) -> int:
         return len(self._pixels)
@@ -240,18 +258,18 @@ class TaskSampler:
             )
 
     def _task(self, index: int, generator: torch.Generator) -> torch.Tensor:
-        """``(K + Q, S, S)`` uint8 images of class ``index``, in a random order."""
-        pixels = self.cache.pixels(index)  # (N, S, S)
+        """``(K + Q, C, S, S)`` uint8 images of class ``index``, in a random order."""
+        pixels = self.cache.pixels(index)  # (N, C, S, S)
         self._check_class(index, pixels.shape[0])  # the dataset's count may have been wrong
         pick = torch.randperm(pixels.shape[0], generator=generator)[: self.shots + self.queries]
         return pixels[pick]
 
     def _batch(self, classes: list[int], generator: torch.Generator) -> TaskBatch:
-        pixels = torch.stack([self._task(i, generator) for i in classes])  # (T, K+Q, S, S)
-        x = uint8_to_tensor(pixels, invert=self.cache.invert).unsqueeze(2)  # (T, K+Q, 1, S, S)
+        pixels = torch.stack([self._task(i, generator) for i in classes])  # (T, K+Q, C, S, S)
+        x = uint8_to_tensor(pixels, invert=self.cache.invert)  # (T, K+Q, C, S, S)
         return TaskBatch(
-            support=x[:, : self.shots].contiguous(),  # (T, K, 1, S, S)
-            query=x[:, self.shots :].contiguous(),  # (T, Q, 1, S, S)
+            support=x[:, : self.shots].contiguous(),  # (T, K, C, S, S)
+            query=x[:, self.shots :].contiguous(),  # (T, Q, C, S, S)
             classes=torch.tensor(classes, dtype=torch.long),  # (T,)
         )
 

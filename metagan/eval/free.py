@@ -58,9 +58,17 @@ def check_candidates(candidates: dict[str, tuple[float, ...]]) -> dict[str, tupl
     return out
 
 
-def background_of(invert: bool) -> float:
-    """The paper's value in [-1, 1]: white paper is +1, or -1 when the images are inverted."""
+def background_of(invert: bool, channels: int = 1) -> float | None:
+    """The paper's value in [-1, 1]: white paper is +1, or -1 when the images are inverted;
+    None for colour photographs (3 channels: no paper, the border is repeated)."""
+    if channels == 3:
+        return None
     return -1.0 if invert else 1.0
+
+
+def background_of_data(data: dict) -> float | None:
+    """:func:`background_of` for a ``[data]`` config section (before colour: one channel)."""
+    return background_of(bool(data["invert"]), int(data.get("channels") or 1))
 
 
 def parse_strengths(items: list[str]) -> dict[str, tuple[float, ...]]:

@@ -117,7 +117,7 @@ def evaluate(
             f"needs at least {need} (K shots plus 2 to score against); lower --shots/--augment-k"
         )
     net = features.net
-    bg = free.background_of(bool(features.data["invert"]))
+    bg = free.background_of_data(features.data)
     free_rows = [s for s in sources if isinstance(s, FreeSource)]
     T = len(classes.names)
     log(f"eval: {T} meta-test classes, rows {', '.join(names)}, S = {steps} adaptation steps")
@@ -228,6 +228,8 @@ def _describe(src: Source) -> dict:
         return {"reference": "free", "parts": list(src.parts)}
     if isinstance(src, ShotsSource):
         return {"reference": "shots"}
+    if hasattr(src, "jitter"):  # a fixed row, e.g. the colour references of eval/photo.py
+        return {"reference": src.name, **_jsonable(dataclasses.asdict(src.jitter))}
     return {}
 
 

@@ -13,7 +13,11 @@ from .warp import build_warp
 
 @hookimpl
 def metagan_register_architectures(registry):
-    registry.add("dcgan", build_dcgan, description="convolutional G/D for 28, 32 and 64 px")
+    registry.add(
+        "dcgan",
+        build_dcgan,
+        description="convolutional G/D for 28, 32, 64 and 128 px, 1 or 3 channels",
+    )
     registry.add(
         "mlp", build_mlp, description="fully connected G/D (z -> 256 -> H*W), the reference design"
     )

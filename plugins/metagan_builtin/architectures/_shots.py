@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from metagan.errors import ConfigError
 from metagan.models import ArchConfig
 
-ENCODER_LEVELS = {28: 2, 32: 2, 64: 3}  # stride-2 levels down to the 7 or 8 px bottleneck
-D_LEVELS = {28: 2, 32: 3, 64: 4}  # the discriminator's, down to 7 or 4 px (as in dcgan)
-D_FINAL = {28: 7, 32: 4, 64: 4}
+ENCODER_LEVELS = {28: 2, 32: 2, 64: 3, 128: 4}  # stride-2 levels down to the 7 or 8 px bottleneck
+D_LEVELS = {28: 2, 32: 3, 64: 4, 128: 5}  # the discriminator's, down to 7 or 4 px (as in dcgan)
+D_FINAL = {28: 7, 32: 4, 64: 4, 128: 4}
 
 
 def shot_uniforms(z: Tensor, shots: int) -> Tensor:

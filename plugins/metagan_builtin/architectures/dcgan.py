@@ -1,4 +1,4 @@
-"""DCGAN-style generator and discriminator for 28, 32 and 64 px images.
+"""DCGAN-style generator and discriminator for 28, 32, 64 and 128 px images, 1 or 3 channels.
 
 Normalisation: GroupNorm in the generator (statistics per sample, so nothing is shared across
 tasks or carried between calls: safe under ``vmap`` over tasks); no normalisation in the
@@ -23,7 +23,7 @@ class Generator(nn.Module):
         super().__init__()
         w = cfg.width
         self.base = 7 if cfg.image_size == 28 else 8
-        ups = {28: 2, 32: 2, 64: 3}[cfg.image_size]
+        ups = {28: 2, 32: 2, 64: 3, 128: 4}[cfg.image_size]
         ch = [w * 2 ** (ups - i) for i in range(ups + 1)]  # e.g. 28 px: [4w, 2w, w]
         self.ch0 = ch[0]
         self.fc = nn.Linear(cfg.z_dim, ch[0] * self.base * self.base)
@@ -54,7 +54,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ArchConfig):
         super().__init__()
         w = cfg.width
-        downs = {28: 2, 32: 3, 64: 4}[cfg.image_size]
+        downs = {28: 2, 32: 3, 64: 4, 128: 5}[cfg.image_size]
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for i in range(downs):
@@ -62,7 +62,7 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             c_in = c_out
         self.net = nn.Sequential(*layers)
-        final = {28: 7, 32: 4, 64: 4}[cfg.image_size]
+        final = {28: 7, 32: 4, 64: 4, 128: 4}[cfg.image_size]
         self.fc = nn.Linear(c_in * final * final, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B,)

@@ -6,11 +6,15 @@ Two layouts are recognised::
     root/<group>/<class>/*.png          # grouped, like Omniglot's alphabets
 
 The second is chosen when every subfolder of ``root`` holds only folders. Images may be png,
-jpg, jpeg, bmp or gif, and should show dark strokes on a light background (pass ``invert`` to
-the image cache accordingly); colour images are converted to grayscale.
+jpg, jpeg, bmp or gif, of any sizes (they are resized; photographs centre-cropped).
+
+Channels come from the files: if any image is in a colour mode (RGB, a colour palette, CMYK,
+...) the dataset is colour (``channels = 3``: photographs, never inverted), otherwise
+grayscale (``channels = 1``: drawings with dark strokes on a light background, as before).
+``data.channels`` = 1 or 3 converts either way.
 
 Every image's header is read at construction (no pixels are decoded), so a file that is not an
-image, or a class whose images differ in size, is reported before training starts.
+image is reported before training starts.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from metagan.data.base import ClassDataset, ClassRef
-from metagan.data.images import check_same_size, image_files_or_error, image_size_of, open_image
+from metagan.data.images import image_files_or_error, image_is_colour, open_image
 from metagan.errors import DataError
 
 _LAYOUT = "expected root/<class>/*.png or root/<group>/<class>/*.png"
@@ -59,17 +63,21 @@ class FolderDataset(ClassDataset):
         grouped = all(_only_folders(d) for d in top)
         self.grouped = grouped
         self._files: list[list[Path]] = []
+        colour = False
         for d in top:
             for class_dir in _subfolders(d) if grouped else [d]:
                 files = image_files_or_error(class_dir, "class folder")
-                check_same_size(files, [image_size_of(f) for f in files])
+                # every header is read (a file that is not an image is named now); the first
+                # colour one settles the channels
+                colour = any([image_is_colour(f) for f in files]) or colour
                 name = f"{d.name}/{class_dir.name}" if grouped else d.name
                 self.classes.append(ClassRef(name, d.name if grouped else None, len(files)))
                 self._files.append(files)
+        self.channels = 3 if colour else 1
 
     def load_class(self, index: int) -> list[Image.Image]:
-        """The class's images, decoded now, mode "L"; a file that fails to decode is named."""
+        """The class's images, decoded now: mode "L" for a grayscale dataset, each file's own
+        mode for a colour one (the image cache converts them); a file that fails to decode is
+        named."""
         files = self._files[self.check_index(index)]
-        images = [open_image(f) for f in files]
-        check_same_size(files, [im.size for im in images])
-        return images
+        return [open_image(f, gray=self.channels == 1) for f in files]

@@ -222,6 +222,8 @@ class GlyphsDataset(ClassDataset):
     :param render_size: side of each image in pixels.
     """
 
+    channels = 1  # grayscale drawings
+
     def __init__(
         self,
         *,

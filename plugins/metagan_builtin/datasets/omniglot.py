@@ -56,6 +56,8 @@ class OmniglotDataset(ClassDataset):
     :param split: read only this split (e.g. ``"images_background"``) from a folder of several.
     """
 
+    channels = 1  # grayscale drawings
+
     def __init__(
         self,
         *,
