@@ -35,8 +35,9 @@ from metagan import ops
 from metagan.algorithm import MetaConfig
 from metagan.data.tasks import TaskBatch
 from metagan.errors import ConfigError
-from metagan.inner import ENGINES, InnerConfig, Noise
+from metagan.inner import InnerConfig, Noise
 from metagan.models import ArchConfig
+from metagan.session import ENGINES
 
 
 @dataclass

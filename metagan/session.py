@@ -15,8 +15,12 @@ from metagan.algorithm import Algorithm, check_query
 from metagan.config import Config
 from metagan.data.tasks import ImageCache, TaskSampler, split_classes
 from metagan.errors import ConfigError, MetaganError, PluginError, cause
-from metagan.inner import ENGINES, Engine
+from metagan.inner import BatchedEngine, Engine
 from metagan.models import ArchConfig, check_pair, check_vmap_safe
+from metagan.sequential import SequentialEngine
+
+# run.engine: what training runs (batched) and the per-task reference (metagan/sequential.py).
+ENGINES = {"batched": BatchedEngine, "sequential": SequentialEngine}
 
 
 class Session:

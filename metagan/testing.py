@@ -31,9 +31,10 @@ from torch.func import vmap
 
 from metagan import plugins
 from metagan.algorithm import MetaConfig
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.losses import GanLoss
 from metagan.models import ArchConfig, FunctionalNet, check_vmap_safe
+from metagan.sequential import SequentialEngine
 
 _NS = GanLoss(
     d_loss=lambda r, f: nn.functional.softplus(-r).mean() + nn.functional.softplus(f).mean(),

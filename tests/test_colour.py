@@ -19,8 +19,9 @@ from metagan.algorithm import MetaConfig
 from metagan.cli import main
 from metagan.data.images import save_grid, to_pil, to_tensor
 from metagan.data.tasks import TaskBatch
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.models import ArchConfig
+from metagan.sequential import SequentialEngine
 from metagan.session import Session
 from metagan_builtin.datasets.folder import FolderDataset
 

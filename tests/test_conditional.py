@@ -14,8 +14,9 @@ from metagan import plugins
 from metagan.algorithm import MetaConfig, rows
 from metagan.cli import main
 from metagan.errors import ConfigError
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine, mode_seeking_penalty
+from metagan.inner import BatchedEngine, InnerConfig, Noise, mode_seeking_penalty
 from metagan.models import ArchConfig, FunctionalNet, GanPair
+from metagan.sequential import SequentialEngine
 from metagan.testing import check_architecture
 
 CONDITIONAL = ["dagan", "fusion", "warp"]

@@ -8,8 +8,9 @@ from torch import nn
 from metagan import ops
 from metagan.algorithm import MetaConfig
 from metagan.data.tasks import TaskBatch
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.models import ArchConfig
+from metagan.sequential import SequentialEngine
 
 pytestmark = [
     pytest.mark.cuda,

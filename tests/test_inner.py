@@ -7,8 +7,9 @@ from torch import nn
 
 from metagan.algorithm import MetaConfig, rows
 from metagan.data.tasks import TaskBatch
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.models import ArchConfig, GanPair
+from metagan.sequential import SequentialEngine
 
 ALGORITHMS = ["maml", "fomaml", "reptile", "metasgd", "finetune"]
 

@@ -95,7 +95,8 @@ LAYERS = (
     (  # core: contracts, engine, formats
         "metagan._version", "metagan.errors", "metagan.io", "metagan.registry",
         "metagan.hookspecs", "metagan.plugins", "metagan.config", "metagan.models",
-        "metagan.losses", "metagan.ops", "metagan.memory", "metagan.inner", "metagan.algorithm",
+        "metagan.losses", "metagan.ops", "metagan.memory", "metagan.inner", "metagan.sequential",
+        "metagan.algorithm",
         "metagan.data", "metagan.checkpoint", "metagan.graphs", "metagan.testing",
         "metagan.pretrained", "metagan.transforms", "metagan.rundir", "metagan.fewshot",
     ),

@@ -11,8 +11,9 @@ from torch.func import functional_call
 from metagan.algorithm import MetaConfig
 from metagan.data.tasks import TaskBatch
 from metagan.errors import ConfigError
-from metagan.inner import BatchedEngine, InnerConfig, Noise, SequentialEngine
+from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.models import GanPair
+from metagan.sequential import SequentialEngine
 
 LR_G, LR_D = 0.3, 0.4
 
