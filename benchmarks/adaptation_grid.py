@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from metagan import plugins
-from metagan.data.images import save_grid
+from metagan.data.grid import save_grid
 from metagan.eval.data import _class_data
 from metagan.eval.sources import CheckpointSource
 

@@ -17,7 +17,8 @@ import metagan
 from metagan import config
 from metagan.algorithm import MetaConfig
 from metagan.cli import main
-from metagan.data.images import save_grid, to_pil, to_tensor
+from metagan.data.grid import save_grid
+from metagan.data.images import to_pil, to_tensor
 from metagan.data.tasks import TaskBatch
 from metagan.inner import BatchedEngine, InnerConfig, Noise
 from metagan.models import ArchConfig

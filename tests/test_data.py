@@ -22,7 +22,8 @@ from conftest import SMALL1
 from PIL import Image
 
 from metagan.data.base import ClassDataset, ClassRef
-from metagan.data.images import read_image_dir, save_grid, to_pil, to_tensor
+from metagan.data.grid import save_grid
+from metagan.data.images import read_image_dir, to_pil, to_tensor
 from metagan.data.tasks import ImageCache, TaskSampler, split_classes
 from metagan.errors import CheckpointError, ConfigError, DataError
 from metagan_builtin.datasets import omniglot_download as download

@@ -71,7 +71,7 @@ def cmd_adapt(args, regs) -> int:
     """``metagan adapt``: :meth:`FewShotGenerator.adapt` (``--images``) or
     :meth:`FewShotGenerator.adapt_classes` (``--class``, ``--unseen``), then ``.sample``."""
     from metagan.adaptation import load_session, read_shots
-    from metagan.data.images import save_grid
+    from metagan.data.grid import save_grid
     from metagan.io import atomic_write
 
     check_writable(args.out, "--out")
@@ -132,7 +132,7 @@ def _dataset_shots(args, s, K: int) -> tuple[torch.Tensor, list[str]]:
 def cmd_sample(args, regs) -> int:
     """``metagan sample``: :meth:`FewShotGenerator.sample`."""
     from metagan.adaptation import load_session, read_shots
-    from metagan.data.images import save_grid
+    from metagan.data.grid import save_grid
 
     check_writable(args.out, "--out")
     s, params = load_session(args.checkpoint, regs, num=args.num)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from metagan.adaptation import adapt_and_sample
-from metagan.data.images import save_grid
+from metagan.data.grid import save_grid
 from metagan.plugins import hookimpl
 
 
