@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from metagan.algorithm import MetaConfig
+from metagan.data.tasks import TASK_AUGMENTS
 from metagan.errors import SEED_MAX, ConfigError, check_range
 from metagan.inner import InnerConfig
 from metagan.models import IMAGE_SIZES
@@ -56,6 +57,9 @@ class DataConfig:
     test_fraction: float = 0.2
     test_groups: list[str] = field(default_factory=list)  # explicit meta-test groups instead
     seed: int = 0  # dataset generation (glyphs) and the train/test split
+    # meta-train task augmentation: "rot90" makes each class 4 (rotated by 0/90/180/270
+    # degrees), "dihedral" 8 (also mirrored); meta-test classes are never augmented
+    task_augment: str = "none"
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -77,6 +81,11 @@ class DataConfig:
         check_range("data.shots", self.shots, 1, 10_000, what="an integer")
         check_range("data.queries", self.queries, 0, 10_000, what="an integer")
         check_range("data.seed", self.seed, 0, SEED_MAX, what="an integer")
+        if self.task_augment not in TASK_AUGMENTS:
+            raise ConfigError(
+                f"data.task_augment must be one of {', '.join(TASK_AUGMENTS)}, "
+                f"got {self.task_augment!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -138,7 +138,10 @@ class Session:
         classes = self.split[0] if which == "train" else self.split[1]
         seed = self.cfg.run.seed if which == "train" else self.cfg.run.seed + 1
         q = d.queries if queries is None else queries
-        return TaskSampler(self.cache, classes, shots=d.shots, queries=q, seed=seed)
+        augment = d.task_augment if which == "train" else "none"
+        return TaskSampler(
+            self.cache, classes, shots=d.shots, queries=q, seed=seed, augment=augment
+        )
 
     def provenance(self) -> dict[str, dict[str, str]]:
         """Which plugin (distribution, version) made each named component: kept in checkpoints

@@ -21,6 +21,7 @@ import torch
 from conftest import SMALL1
 from PIL import Image
 
+from metagan.config import DataConfig
 from metagan.data.base import ClassDataset, ClassRef
 from metagan.data.grid import save_grid
 from metagan.data.images import read_image_dir, to_pil, to_tensor
@@ -525,6 +526,76 @@ def test_for_classes_is_deterministic_and_leaves_the_stream_alone():
     assert torch.equal(fixed.support, again.support) and torch.equal(fixed.query, again.query)
     assert not torch.equal(fixed.support, b.for_classes([4, 1, 4], seed=12).support)
     assert torch.equal(a.sample(4).support, b.sample(4).support)
+
+
+class Marked(ClassDataset):
+    """28 px images on black with ONE bright pixel at row 1, column 3; its value
+    100 * class + 10 * drawing + 5 tells which class and drawing it is."""
+
+    def __init__(self, classes: int, drawings: int):
+        super().__init__(seed=0)
+        self.classes = [ClassRef(f"m{i}", None, drawings) for i in range(classes)]
+
+    def load_class(self, index):
+        out = []
+        for j in range(self.classes[index].num_images):
+            im = Image.new("L", (28, 28), 0)
+            im.putpixel((3, 1), 100 * index + 10 * j + 5)  # (x = column 3, y = row 1)
+            out.append(im)
+        return out
+
+
+# where the marker of Marked lands (row, column), derived by hand for a 28 px image: a
+# counter-clockwise quarter turn sends (r, c) to (27 - c, r); mirroring sends (r, c) to (r, 27 - c)
+ROTATED = [(1, 3), (24, 1), (26, 24), (3, 26)]
+MIRRORED = [(1, 24), (3, 1), (26, 3), (24, 26)]
+
+
+def markers(x: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(N, 1, 28, 28) images of Marked (invert=False) -> (class, drawing, row, column) each."""
+    out = []
+    for im in x[:, 0]:
+        (r, c) = (im > -1).nonzero().tolist()[0]
+        assert (im > -1).sum() == 1  # exactly one bright pixel: moved, not blurred or lost
+        v = round((im[r, c].item() + 1) * 127.5)
+        out.append((v // 100, (v % 100 - 5) // 10, r, c))
+    return out
+
+
+@pytest.mark.parametrize(
+    "augment,positions", [("rot90", ROTATED), ("dihedral", ROTATED + MIRRORED)]
+)
+def test_task_augmentation_makes_each_class_rotated_and_mirrored_classes(augment, positions):
+    cache = ImageCache(Marked(2, 6), image_size=28, invert=False)
+    sampler = TaskSampler(cache, [0, 1], shots=2, queries=3, seed=0, augment=augment)
+    n = 2 * len(positions)  # (class, variant) pairs
+    for _ in range(3):
+        batch = sampler.sample(n)  # T = the number of new classes: each drawn once
+        seen = set()
+        for t in range(n):
+            m = markers(torch.cat([batch.support[t], batch.query[t]]))
+            assert {(cls, r, c) for cls, _, r, c in m} == {m[0][:1] + m[0][2:]}  # one transform
+            assert len({d for _, d, _, _ in m}) == 5  # 5 different drawings of the class
+            assert m[0][0] == batch.classes[t].item()  # classes: the dataset's index
+            seen.add((m[0][0], m[0][2], m[0][3]))
+        assert seen == {(cls, r, c) for cls in (0, 1) for r, c in positions}
+    # the meta-test side (for_classes) is never augmented
+    fixed = sampler.for_classes([0, 1], seed=0)
+    assert {(r, c) for *_, r, c in markers(fixed.support.flatten(0, 1))} == {(1, 3)}
+
+
+def test_task_augmentation_none_draws_the_original_stream_and_resume_checks_it():
+    cache = ImageCache(Counted([20] * 5), image_size=28, invert=False)
+    a = TaskSampler(cache, list(range(5)), shots=2, queries=1, seed=4)
+    b = TaskSampler(cache, list(range(5)), shots=2, queries=1, seed=4, augment="none")
+    assert all(torch.equal(a.sample(3).support, b.sample(3).support) for _ in range(3))
+    rot = TaskSampler(cache, list(range(5)), shots=2, queries=1, seed=4, augment="rot90")
+    with pytest.raises(CheckpointError, match="variants=1 but this run has variants=4"):
+        rot.load_state_dict(a.state_dict())
+    with pytest.raises(ConfigError, match="must be one of none, rot90, dihedral, got 'flip'"):
+        TaskSampler(cache, [0], shots=1, queries=1, seed=0, augment="flip")
+    with pytest.raises(ConfigError, match="data.task_augment must be one of none, rot90"):
+        DataConfig(task_augment="rot45")
 
 
 def test_sampler_validation_errors():

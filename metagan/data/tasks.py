@@ -32,6 +32,22 @@ from metagan.errors import (
     cause,
 )
 
+# data.task_augment: how many new classes each meta-train class makes (task augmentation, the
+# usual Omniglot meta-learning practice: a rotated character is a different character).
+TASK_AUGMENTS = {
+    "none": 1,
+    "rot90": 4,  # rotations by 0, 90, 180 and 270 degrees
+    "dihedral": 8,  # those 4, each also mirrored left-right
+}
+
+
+def augment_variant(pixels: torch.Tensor, variant: int) -> torch.Tensor:
+    """Variant ``v`` of a class's images ``(N, C, S, S)``: mirrored left-right when ``v >= 4``,
+    then rotated by ``90 * (v % 4)`` degrees counter-clockwise; variant 0 is the images as they are."""
+    if variant >= 4:
+        pixels = pixels.flip(-1)
+    return torch.rot90(pixels, variant % 4, dims=(-2, -1)) if variant % 4 else pixels
+
 
 @dataclass
 class TaskBatch:
@@ -220,6 +236,10 @@ class TaskSampler:
     :param shots: K, support images per task (>= 1).
     :param queries: Q, query images per task (>= 0), disjoint from the support images.
     :param seed: seeds the task stream; :meth:`state_dict` captures its position.
+    :param augment: task augmentation (:data:`TASK_AUGMENTS`): ``"rot90"`` makes each class 4
+        classes (its images rotated by 0/90/180/270 degrees), ``"dihedral"`` 8 (also mirrored);
+        a task draws one such class and applies its transform to all its images. Only
+        :meth:`sample` augments; :meth:`for_classes` gives the images as they are.
 
     Every class must have at least ``shots + queries`` images; that is checked here, from the
     dataset's class list, so that a bad setting fails at start-up rather than mid-training.
@@ -233,7 +253,14 @@ class TaskSampler:
         shots: int,
         queries: int,
         seed: int,
+        augment: str = "none",
     ):
+        if augment not in TASK_AUGMENTS:
+            raise ConfigError(
+                f"data.task_augment must be one of {', '.join(TASK_AUGMENTS)}, got {augment!r}"
+            )
+        self.augment = augment
+        self.variants = TASK_AUGMENTS[augment]
         self.cache = cache
         self.shots = _check_count("shots", shots, 1)
         self.queries = _check_count("queries", queries, 0)
@@ -264,8 +291,13 @@ class TaskSampler:
         pick = torch.randperm(pixels.shape[0], generator=generator)[: self.shots + self.queries]
         return pixels[pick]
 
-    def _batch(self, classes: list[int], generator: torch.Generator) -> TaskBatch:
-        pixels = torch.stack([self._task(i, generator) for i in classes])  # (T, K+Q, C, S, S)
+    def _batch(
+        self, classes: list[int], generator: torch.Generator, variants: list[int] | None = None
+    ) -> TaskBatch:
+        variants = variants or [0] * len(classes)
+        pixels = torch.stack(
+            [augment_variant(self._task(i, generator), v) for i, v in zip(classes, variants)]
+        )  # (T, K+Q, C, S, S)
         x = uint8_to_tensor(pixels, invert=self.cache.invert)  # (T, K+Q, C, S, S)
         return TaskBatch(
             support=x[:, : self.shots].contiguous(),  # (T, K, C, S, S)
@@ -275,15 +307,18 @@ class TaskSampler:
 
     def sample(self, tasks: int) -> TaskBatch:
         """T tasks from random classes: without replacement when T <= the number of classes,
-        otherwise every class once per round (so classes repeat as evenly as possible)."""
+        otherwise every class once per round (so classes repeat as evenly as possible). With
+        task augmentation the classes are (class, variant) pairs; ``classes`` of the batch
+        holds the dataset's class index."""
         tasks = _check_count("tasks", tasks, 1)
         c = len(self.class_indices)
         picks: list[int] = []
         while len(picks) < tasks:
-            perm = torch.randperm(c, generator=self._generator)[: tasks - len(picks)]
-            picks += [self.class_indices[j] for j in perm.tolist()]
+            perm = torch.randperm(c * self.variants, generator=self._generator)
+            picks += perm[: tasks - len(picks)].tolist()
         self._batches += 1
-        return self._batch(picks, self._generator)
+        classes = [self.class_indices[j % c] for j in picks]
+        return self._batch(classes, self._generator, [j // c for j in picks])
 
     def for_classes(self, class_indices: list[int], *, seed: int) -> TaskBatch:
         """One task per listed class (in that order), from its own generator: the same seed
@@ -306,6 +341,7 @@ class TaskSampler:
             "shots": self.shots,
             "queries": self.queries,
             "num_classes": len(self.class_indices),
+            "variants": self.variants,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -324,6 +360,7 @@ class TaskSampler:
             ("shots", self.shots),
             ("queries", self.queries),
             ("num_classes", len(self.class_indices)),
+            ("variants", self.variants),  # data.task_augment (1: none)
         ):
             theirs = state.get(key, mine)
             if int(theirs) != mine:
