@@ -16,6 +16,7 @@ from metagan.config import Config, DataConfig, ModelConfig, RunConfig  # noqa: E
 from metagan.errors import MetaganError  # noqa: E402
 from metagan.fewshot import MixedBatchSampler, MixedFewShotDataset  # noqa: E402
 from metagan.inner import InnerConfig  # noqa: E402
+from metagan.registration import register  # noqa: E402
 from metagan.train import TrainResult  # noqa: E402
 from metagan.transforms import Jitter  # noqa: E402
 
@@ -35,5 +36,6 @@ __all__ = [
     "TrainResult",
     "__version__",
     "load",
+    "register",
     "train",
 ]

@@ -1,8 +1,9 @@
 """Built-in architectures: ``dcgan`` and ``mlp`` (unconditional); ``dagan``, ``fusion`` and
-``warp`` and ``jitter`` (conditioned on the task's shots)."""
+``warp``, ``jitter`` and ``between`` (conditioned on the task's shots)."""
 
 from metagan.plugins import hookimpl
 
+from .between import build_between
 from .dagan import build_dagan
 from .dcgan import build_dcgan
 from .fusion import build_fusion
@@ -36,4 +37,8 @@ def metagan_register_architectures(registry):
     registry.add(
         "jitter", build_jitter,
         description="conditional: G is the free affine/elastic/stroke jitter of one shot, with learned gains and corrections; dagan's D",
+    )  # fmt: skip
+    registry.add(
+        "between", build_between,
+        description="conditional: jitter after a move towards another shot (registered) and a real deformation (bank)",
     )  # fmt: skip

@@ -50,14 +50,18 @@ def uniforms(z: Tensor, n: int) -> Tensor:
 
 
 class JitterGenerator(nn.Module):
+    arch = "jitter"
+    extra_noise = 0  # entries of z a subclass reads after the jitter's (before the shot's)
+
     def __init__(self, cfg: ArchConfig):
         super().__init__()
         self.free = Jitter(**FREE)
         self.n = self.free.noise
-        if cfg.z_dim < self.n + 1:
+        need = self.n + self.extra_noise + 1
+        if cfg.z_dim < need:
             raise ConfigError(
-                f"architecture 'jitter' draws {self.n} transform parameters and a shot from z: "
-                f"model.z_dim must be >= {self.n + 1}, got {cfg.z_dim}"
+                f"architecture {self.arch!r} draws {need - 1} transform parameters and a shot "
+                f"from z: model.z_dim must be >= {need}, got {cfg.z_dim}"
             )
         self.size = cfg.image_size
         levels = ENCODER_LEVELS[cfg.image_size]
@@ -77,9 +81,16 @@ class JitterGenerator(nn.Module):
         self.gain = nn.Parameter(torch.zeros(3))  # log-gains of affine, elastic, stroke
 
     def forward(self, z: Tensor, shots: Tensor) -> Tensor:  # (B, Z), (K, C, H, W) -> (B, C, H, W)
-        B, g = z.shape[0], ELASTIC_GRID
         w = one_shot(z, shots.shape[0])  # (B, K) one-hot
         shot = torch.einsum("bk,kchw->bchw", w, shots)
+        theta, control, stroke = self.jitter(z, shot)
+        paper = torch.where(shots[:, :, 0].mean() < 0, -1.0, 1.0).to(z)  # top rows: paper
+        return deform(shot, theta=theta, control=control, stroke=stroke, background=paper)
+
+    def jitter(self, z: Tensor, shot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The learned jitter of each sample's shot (B, C, H, W): ``theta`` (B, 2, 3),
+        ``control`` (B, 2, G, G), ``stroke`` (B,), the arguments of :func:`deform`."""
+        B, g = z.shape[0], ELASTIC_GRID
         p = self.free.params(uniforms(z, self.n), self.size)
         delta = self.head(torch.cat([self.down(shot), z[:, :-1]], 1))  # (B, 6 + 2g² + 1)
         gain = torch.exp(self.gain)
@@ -90,8 +101,7 @@ class JitterGenerator(nn.Module):
             -bound, bound
         )
         stroke = (gain[2] * p["stroke"] + delta[:, -1]).clamp(-1.0, 1.0)
-        paper = torch.where(shots[:, :, 0].mean() < 0, -1.0, 1.0).to(z)  # top rows: paper
-        return deform(shot, theta=theta, control=control, stroke=stroke, background=paper)
+        return theta, control, stroke
 
 
 def content_uniforms(x: Tensor, n: int) -> Tensor:
