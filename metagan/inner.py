@@ -59,6 +59,11 @@ class InnerConfig:
     # MSGAN (Mao et al. 2019): λ / (mean|G(z1)−G(z2)| / mean|z1−z2| + ε) added to every L_G,
     # so samples stay apart instead of collapsing onto a copy of a shot; 0 = off.
     mode_seeking: float = 0.0
+    # IMLE (Li & Malik 2019; few-shot generation: Aghabozorgi et al. 2023): λ · the mean over
+    # the task's real images of the mean squared pixel distance to the NEAREST fake, added to
+    # every L_G, so that some fake is pulled onto each shot (sharp strokes, not a GAN's blur
+    # after a few steps; copies if it wins outright: watch memorisation); 0 = off.
+    imle: float = 0.0
     # Second-order MAML/Meta-SGD: keep only each inner step's inputs and recompute the step
     # during the meta-backward, so memory no longer grows with activations × steps (costs
     # about one more forward of every step).
@@ -76,7 +81,8 @@ class InnerConfig:
             raise ConfigError(
                 f"inner.method must be one of {', '.join(INNER_METHODS)}, got {self.method!r}"
             )
-        for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma", "mode_seeking"):
+        for key in ("weight_decay", "max_grad_norm", "fake_batch", "r1_gamma", "mode_seeking",
+                    "imle"):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ConfigError(f"inner.{key} must be >= 0, got {getattr(self, key)}")
         check_range("inner.steps", self.steps, 0, 10_000, what="an integer")
@@ -85,7 +91,7 @@ class InnerConfig:
         check_range("inner.momentum", self.momentum, 0, 0.999)
         check_range("inner.weight_decay", self.weight_decay, 0, 1)
         check_range("inner.fake_batch", self.fake_batch, 0, 100_000, what="an integer")
-        for key in ("max_grad_norm", "r1_gamma", "mode_seeking"):
+        for key in ("max_grad_norm", "r1_gamma", "mode_seeking", "imle"):
             check_range(f"inner.{key}", getattr(self, key), 0, 1e6)
         if self.mode_seeking > 0 and self.fake_batch == 1:
             raise ConfigError(
@@ -163,11 +169,17 @@ class Engine:
             loss = loss + 0.5 * self.cfg.r1_gamma * g.pow(2).flatten(1).sum(1).mean()
         return loss
 
-    def g_objective(self, d_apply: Callable[[Tensor], Tensor], fake: Tensor, z: Tensor) -> Tensor:
-        """L_G for one task: fake (B, C, H, W) = G(z (B, Z)) -> (), with the mode-seeking term."""
+    def g_objective(
+        self, d_apply: Callable[[Tensor], Tensor], fake: Tensor, z: Tensor, real: Tensor
+    ) -> Tensor:
+        """L_G for one task: fake (B, C, H, W) = G(z (B, Z)), real (K, C, H, W) the task's real
+        images (support in the inner steps, query in the outer losses) -> (), with the
+        mode-seeking and IMLE terms."""
         loss = self.loss.g_loss(d_apply(fake))
         if self.cfg.mode_seeking > 0:
             loss = loss + self.cfg.mode_seeking * mode_seeking_penalty(fake, z)
+        if self.cfg.imle > 0:
+            loss = loss + self.cfg.imle * imle_penalty(fake, real)
         return loss
 
     def step_kwargs(self) -> dict:
@@ -195,15 +207,15 @@ class BatchedEngine(Engine):
     def _d_loss(self, theta_d, theta_g, real, z, cond):  # (P_D,), (P_G,), (K,C,H,W), (B,Z)
         return self._d_loss_on(theta_d, real, self._gen(theta_g, z, cond), cond)
 
-    def _g_loss(self, theta_g, theta_d, z, cond):
-        return self._g_loss_on(self._gen(theta_g, z, cond), theta_d, z, cond)
+    def _g_loss(self, theta_g, theta_d, real, z, cond):
+        return self._g_loss_on(self._gen(theta_g, z, cond), theta_d, real, z, cond)
 
     def _d_loss_on(self, theta_d, real, fake, cond):  # fakes given: (P_D,), (K,...), (B,...)
         loss = self.d_objective(lambda x: self.D(theta_d, x, *cond), real, fake)
         return loss, loss.detach()
 
-    def _g_loss_on(self, fake, theta_d, z, cond):  # L_G as a function of the fakes
-        loss = self.g_objective(lambda x: self.D(theta_d, x, *cond), fake, z)
+    def _g_loss_on(self, fake, theta_d, real, z, cond):  # L_G as a function of the fakes
+        loss = self.g_objective(lambda x: self.D(theta_d, x, *cond), fake, z, real)
         return loss, loss.detach()
 
     def adapt(
@@ -266,7 +278,7 @@ class BatchedEngine(Engine):
         gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, support, fake_d, cond)
         theta_d, state_d = ops.inner_step(theta_d, gd, lr_d, state=state_d or None, step=step, **kw)
         td = theta_d if create_graph else theta_d.detach()
-        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td, z, cond)
+        dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake_in, td, support, z, cond)
         with torch.enable_grad():
             (gg,) = torch.autograd.grad(fake, tg, dfake, create_graph=keep)
         gg = gg if keep else gg.detach()
@@ -281,7 +293,7 @@ class BatchedEngine(Engine):
         cond = self.condition(shots, "outer_losses")
         with task_convolutions():
             ld = vmap(lambda *a: self._d_loss(*a)[0])(theta_d, theta_g, query, z, cond)
-            lg = vmap(lambda *a: self._g_loss(*a)[0])(theta_g, theta_d, z, cond)
+            lg = vmap(lambda *a: self._g_loss(*a)[0])(theta_g, theta_d, query, z, cond)
         return ld, lg
 
     def task_grads(
@@ -296,7 +308,7 @@ class BatchedEngine(Engine):
             with torch.enable_grad():
                 fake = vmap(self._gen)(tg, z, cond)  # (T, B, C, H, W)
             gd, ld = vmap(grad(self._d_loss_on, has_aux=True))(td, real, fake.detach(), cond)
-            dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake.detach(), td, z, cond)
+            dfake, lg = vmap(grad(self._g_loss_on, has_aux=True))(fake.detach(), td, real, z, cond)
         with torch.enable_grad():
             (gg,) = torch.autograd.grad(fake, tg, dfake)
         return gg, gd, lg, ld
@@ -391,6 +403,13 @@ def mode_seeking_penalty(fake: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
         )
     ratio = (fake[:h] - fake[h : 2 * h]).abs().mean() / (z[:h] - z[h : 2 * h]).abs().mean()
     return 1.0 / (ratio + eps)
+
+
+def imle_penalty(fake: Tensor, real: Tensor) -> Tensor:
+    """IMLE's term for one task: fake (B, C, H, W), real (K, C, H, W) -> (), the mean over the
+    K real images of the mean squared pixel difference to the nearest of the B fakes."""
+    d = (fake.unsqueeze(1) - real.unsqueeze(0)).pow(2).flatten(2).mean(2)  # (B, K)
+    return d.min(0).values.mean()
 
 
 def _stack(losses: list[Tensor], like: Tensor) -> Tensor:

@@ -79,7 +79,7 @@ class SequentialEngine(Engine):
             pd, st_d = self._update(self.D, pd if track else _detached(pd), gd, lr_d, st_d, s + 1)
             leaves_g = _leaves(pg, create_graph)
             d_apply = self._apply(self.D, pd if create_graph else _detached(pd), cond)
-            lg = self.g_objective(d_apply, self._apply(self.G, leaves_g, cond)(z), z)
+            lg = self.g_objective(d_apply, self._apply(self.G, leaves_g, cond)(z), z, support)
             gg = torch.autograd.grad(lg, list(leaves_g.values()), create_graph=create_graph)
             pg, st_g = self._update(self.G, pg if track else _detached(pg), gg, lr_g, st_g, s + 1)
             lds.append(ld.detach())
@@ -140,7 +140,7 @@ class SequentialEngine(Engine):
             ct = tuple(c[t] for c in cond)
             fake = self._apply(self.G, pg, ct)(z[t])
             lds.append(self.d_objective(self._apply(self.D, pd, ct), query[t], fake))
-            lgs.append(self.g_objective(self._apply(self.D, pd, ct), fake, z[t]))
+            lgs.append(self.g_objective(self._apply(self.D, pd, ct), fake, z[t], query[t]))
         return torch.stack(lds), torch.stack(lgs)
 
     def task_grads(self, theta_g, theta_d, real, z, shots=None):

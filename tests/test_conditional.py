@@ -38,7 +38,7 @@ def test_conditional_architectures_pass_the_conformance_check(registries, arch, 
 @pytest.mark.parametrize("arch", CONDITIONAL)
 @pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "metasgd", "finetune"])
 def test_meta_gradients_batched_equal_sequential(registries, float64, arch, name):
-    cfg = InnerConfig(steps=2, lr_g=0.05, lr_d=0.05, mode_seeking=0.1, r1_gamma=0.5)
+    cfg = InnerConfig(steps=2, lr_g=0.05, lr_d=0.05, mode_seeking=0.1, r1_gamma=0.5, imle=0.2)
     p, loss = pair(registries, arch), registries.losses.get("nonsaturating")
     batched, seq = BatchedEngine(p, loss, cfg), SequentialEngine(p, loss, cfg)
     algo = registries.algorithms.get(name)(meta=MetaConfig(algorithm=name), inner=cfg)
@@ -161,8 +161,11 @@ def test_mode_seeking_term_against_a_hand_computation(registries, float64):
     def d_apply(x):
         return x.flatten(1).mean(1)
 
-    off = SequentialEngine(p, loss, InnerConfig()).g_objective(d_apply, fake, z)
-    on = SequentialEngine(p, loss, InnerConfig(mode_seeking=0.3)).g_objective(d_apply, fake, z)
+    real = torch.rand(2, 1, 3, 3)
+    off = SequentialEngine(p, loss, InnerConfig()).g_objective(d_apply, fake, z, real)
+    on = SequentialEngine(p, loss, InnerConfig(mode_seeking=0.3)).g_objective(
+        d_apply, fake, z, real
+    )
     torch.testing.assert_close(on - off, 0.3 * expected)
 
 

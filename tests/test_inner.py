@@ -7,7 +7,8 @@ from torch import nn
 
 from metagan.algorithm import MetaConfig, rows
 from metagan.data.tasks import TaskBatch
-from metagan.inner import BatchedEngine, InnerConfig, Noise
+from metagan.errors import ConfigError
+from metagan.inner import BatchedEngine, InnerConfig, Noise, imle_penalty
 from metagan.models import ArchConfig, GanPair
 from metagan.sequential import SequentialEngine
 
@@ -50,7 +51,8 @@ def assert_clipping_triggers(engine, g0, d0, batch, noise, T=3):
 def test_batched_adapt_equals_sequential(registries, float64, method, arch):
     clip = 0.0 if method == "sgd" else CLIP
     cfg = InnerConfig(steps=3, lr_g=0.05, lr_d=0.07, method=method,
-                      r1_gamma=0.5 if arch == "mlp" else 0.0, max_grad_norm=clip)  # fmt: skip
+                      r1_gamma=0.5 if arch == "mlp" else 0.0, max_grad_norm=clip,
+                      imle=0.3 if arch == "mlp" else 0.0)  # fmt: skip
     batched, seq = engines(registries, cfg, arch)
     batch = make_batch()
     noise = Noise.draw(3, 3, 2, 8, generator=torch.Generator().manual_seed(1))
@@ -65,6 +67,29 @@ def test_batched_adapt_equals_sequential(registries, float64, method, arch):
     assert not torch.allclose(a.theta_d[0], a.theta_d[1])
     if clip:
         assert_clipping_triggers(batched, g0, d0, batch, noise)
+
+
+def test_imle_term_against_a_hand_computation(registries, float64):
+    # fakes (0, 0), (1, 1), (2, 0); shots (0.5, 0), (2, 2) as 1 x 1 x 2 images.
+    fake = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]).view(3, 1, 1, 2).requires_grad_()
+    real = torch.tensor([[0.5, 0.0], [2.0, 2.0]]).view(2, 1, 1, 2)
+    # mean squared distances: shot 0 -> 0.125, 0.625, 1.125 (nearest: fake 0);
+    # shot 1 -> 4, 1, 2 (nearest: fake 1); the term is (0.125 + 1) / 2
+    value = imle_penalty(fake, real)
+    torch.testing.assert_close(value, torch.tensor(0.5625))
+    # only each shot's nearest fake is pulled, towards that shot: d/df of (|f - x|^2 / 2) / 2
+    (g,) = torch.autograd.grad(value, fake)
+    want = torch.tensor([[-0.25, 0.0], [-0.5, -0.5], [0.0, 0.0]]).view(3, 1, 1, 2)
+    torch.testing.assert_close(g, want)
+    # and it is what the engine adds to L_G, scaled by inner.imle (the task's real images)
+    pair = GanPair(TinyG(), TinyD())
+    loss = registries.losses.get("nonsaturating")
+    z, d_apply = torch.zeros(3, 2), lambda x: x.flatten(1).sum(1)  # (B,) logits
+    off = SequentialEngine(pair, loss, InnerConfig()).g_objective(d_apply, fake, z, real)
+    on = BatchedEngine(pair, loss, InnerConfig(imle=2.0)).g_objective(d_apply, fake, z, real)
+    torch.testing.assert_close(on - off, 2.0 * value)
+    with pytest.raises(ConfigError, match="inner.imle must be >= 0"):
+        InnerConfig(imle=-1.0)
 
 
 def test_sequential_engine_clips_the_whole_network_per_task(registries, float64):
