@@ -6,14 +6,17 @@
 # K = 1 and 5 with S = 20 steps and curves to step 50 (SHOTS="5" CURVE=20: a cheaper run).
 # One job, one thread.
 #   benchmarks/results_noise.sh [FOLD ...]     (default: the 5 small1 folds)
+#   CONFIG=configs/X.toml OUT=runs/results/X RATES="reptile=0.01" ...: another configuration
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/results/noise}
 SMALL1=${SMALL1:-../shared/omniglot/images_background_small1.zip}
-CONFIG=configs/noise_only.toml
+CONFIG=${CONFIG:-configs/noise_only.toml}
 # adaptation rate (Adam, inner.lr_g = inner.lr_d) per row, the best of 0.003/0.01/0.03 on validation
 declare -A RATE=([reptile]=0.003 [finetune]=0.03 [scratch]=0.01)
+for r in ${RATES:-}; do RATE[${r%%=*}]=${r#*=}; done   # e.g. RATES="reptile=0.01"
+# FEATURES_FROM=DIR: reuse DIR/<fold>/features.pt (the extractor depends on the fold only)
 export OMP_NUM_THREADS=1
 SHOTS=${SHOTS:-"1 5"}   # K values; CURVE: the last step of the adaptation curves
 CURVE=${CURVE:-50}
@@ -27,6 +30,8 @@ for f in $FOLDS; do
     $BIN/python benchmarks/set_inner.py "$d/$a/checkpoint.pt" "$d/$a/adapt.pt" \
       "inner.lr_g=${RATE[$a]}" "inner.lr_d=${RATE[$a]}" > /dev/null
   done
+  [ -f "$d/features.pt" ] || [ ! -f "${FEATURES_FROM:-/nonexistent}/$f/features.pt" ] ||
+    cp "$FEATURES_FROM/$f/features.pt" "$d/features.pt"
   [ -f "$d/features.pt" ] || $BIN/metagan eval fit-features --checkpoint "$d/reptile/checkpoint.pt" \
     --steps 800 --out "$d/features.pt" > "$d/features.log" 2>&1
   $BIN/metagan eval --features "$d/features.pt" --generator "reptile=$d/reptile/adapt.pt" \
