@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-noise results-caltech clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-between results-noise results-caltech clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ results-warp: install
 
 results-free: install
 	BIN=$(BIN) JOBS=1 benchmarks/results.sh free eval
+
+# the `between` generator (registered shots, a bank of real deformations) beside the free rows
+results-between: install
+	BIN=$(BIN) benchmarks/results_between.sh
 
 # the noise-only Meta-GAN (MLP G/D, Reptile) against finetune and scratch, curves to step 50
 results-noise: install
