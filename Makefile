@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The Makefile pins the torch it installs (a CPU build here); the package itself accepts a range.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-between results-noise results-caltech clean
+.PHONY: install test lint pytest demo bench peers bench-peers results-glyphs results-small1 results-conditional results-warp results-free results-between results-noise results-noise-aug results-caltech clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,11 @@ results-between: install
 # the noise-only Meta-GAN (MLP G/D, Reptile) against finetune and scratch, curves to step 50
 results-noise: install
 	BIN=$(BIN) benchmarks/results_noise.sh
+
+# the same with task augmentation (configs/noise_only_aug.toml), K = 5, curves to step 20
+results-noise-aug: install
+	BIN=$(BIN) CONFIG=configs/noise_only_aug.toml OUT=runs/results/noise_aug \
+	  FEATURES_FROM=runs/results/noise SHOTS=5 CURVE=20 benchmarks/results_noise.sh
 
 results-caltech: install
 	BIN=$(BIN) benchmarks/results.sh caltech

@@ -33,6 +33,13 @@ def test_the_noise_only_config_is_the_documented_reference_design():
     assert (cfg.meta.iterations, cfg.meta.tasks, cfg.inner.max_grad_norm) == (300, 8, 0.0)
 
 
+def test_the_augmented_config_differs_from_the_reference_only_in_task_augmentation():
+    ref = config.load(ROOT / "configs" / "noise_only.toml", [])
+    aug = config.load(ROOT / "configs" / "noise_only_aug.toml", [])
+    assert aug.data.task_augment == "rot90" and ref.data.task_augment == "none"
+    assert aug == config.load(ROOT / "configs" / "noise_only.toml", ['data.task_augment="rot90"'])
+
+
 def test_set_inner_changes_how_a_checkpoint_adapts_and_nothing_else(tmp_path):
     out = tmp_path / "s"
     assert main(["train", "--algorithm", "scratch", "--arch", "mlp", "model.z_dim=8",
