@@ -30,6 +30,7 @@ from metagan.transforms import ELASTIC_GRID, deform
 
 FIELD = 6 + 2 * ELASTIC_GRID**2  # one warp as a vector: theta - identity (6), control (2 G²)
 MAX_CONTROL_PX = 3.4  # at 28 px: neighbouring control points are 7 px apart, no fold below 3.5
+CONTROL_BOUND = MAX_CONTROL_PX * 2 / 28  # the same bound in grid units ([-1, 1] spans the image)
 # coarse to fine: (Gaussian blur sigma in px at 28 px, Adam steps, control grid free)
 SCHEDULE = ((2.0, 30, False), (1.0, 60, True), (0.5, 60, True))
 LR = 0.01  # Adam's first step in grid units ([-1, 1] spans the image): 0.14 px at 28 px
@@ -66,7 +67,7 @@ def register_vectors(a: Tensor, b: Tensor, background: float | Tensor) -> Tensor
     the images, differentiable nowhere (the images are detached), usable under ``vmap``."""
     a, b = a.detach(), b.detach()
     n, size = a.shape[0], a.shape[-1]
-    bound = MAX_CONTROL_PX * 2 / 28
+    bound = CONTROL_BOUND
     p = torch.zeros(n, FIELD, dtype=a.dtype, device=a.device)
     free_affine = torch.zeros(FIELD, dtype=a.dtype, device=a.device)
     free_affine[:6] = 1.0

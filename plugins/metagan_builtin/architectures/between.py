@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from metagan.models import ArchConfig, GanPair
-from metagan.registration import FIELD, MAX_CONTROL_PX, compose, pack, register_vectors, unpack
+from metagan.registration import CONTROL_BOUND, FIELD, compose, pack, register_vectors, unpack
 from metagan.transforms import deform
 
 from ._shots import PairDiscriminator
@@ -65,8 +65,7 @@ class BetweenGenerator(JitterGenerator):
         warp = compose(bank, warp)  # the real deformation after the move towards shot j
         warp = compose(pack(theta, control), warp)  # then the jitter
         theta, control = unpack(warp)
-        bound = MAX_CONTROL_PX * 2 / 28
-        control = control.clamp(-bound, bound)
+        control = control.clamp(-CONTROL_BOUND, CONTROL_BOUND)
         return deform(shot, theta=theta, control=control, stroke=stroke, background=paper)
 
 

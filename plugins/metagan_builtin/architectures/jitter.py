@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from metagan.errors import ConfigError
 from metagan.models import ArchConfig, GanPair
+from metagan.registration import CONTROL_BOUND
 from metagan.transforms import ELASTIC_GRID, Jitter, affine_grid, deform
 
 from ._shots import ENCODER_LEVELS, PairDiscriminator, _conv_norm
@@ -41,7 +42,6 @@ from .dagan import one_shot
 # the free strengths G starts from (metagan.eval.free's defaults: affine 1 = rotation ±10°,
 # scale 0.9-1.1, shift ±2 px; elastic 2 px; stroke 0.5)
 FREE = {"affine": 1.0, "elastic": 2.0, "stroke": 0.5}
-MAX_CONTROL_PX = 3.4  # at 28 px: neighbouring control points are 7 px apart
 
 
 def uniforms(z: Tensor, n: int) -> Tensor:
@@ -96,9 +96,8 @@ class JitterGenerator(nn.Module):
         gain = torch.exp(self.gain)
         eye = torch.eye(2, 3, dtype=z.dtype, device=z.device)
         theta = eye + gain[0] * (p["theta"] - eye) + delta[:, :6].view(B, 2, 3)
-        bound = MAX_CONTROL_PX * 2 / 28
         control = (gain[1] * p["control"] + delta[:, 6 : 6 + 2 * g * g].view(B, 2, g, g)).clamp(
-            -bound, bound
+            -CONTROL_BOUND, CONTROL_BOUND
         )
         stroke = (gain[2] * p["stroke"] + delta[:, -1]).clamp(-1.0, 1.0)
         return theta, control, stroke
